@@ -1,0 +1,83 @@
+//! Audit events: one structured line per tool call and per denial, under the `audit` target.
+//!
+//! Fields are stable keys so log pipelines can index them. Arguments, results and secrets are never
+//! logged; the token is identified only by its devbox and env var.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Log target for audit lines (`RUST_LOG=audit=info`).
+pub const TARGET: &str = "audit";
+
+/// A tool call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forwarded to the upstream.
+    Allow,
+    /// Refused by the hub.
+    Deny,
+}
+
+impl Verdict {
+    /// Stable text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// Who made a request, for audit lines.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// Client socket address.
+    pub peer: SocketAddr,
+    /// Devbox name (empty when unauthenticated).
+    pub devbox: String,
+    /// Env var of the binding.
+    pub env_var: String,
+    /// MCP config name.
+    pub config: String,
+}
+
+/// One tool call, allowed or denied.
+pub fn tool_call(
+    who: &Who,
+    tool: &str,
+    verdict: Verdict,
+    reason: &str,
+    outcome: &str,
+    latency: Duration,
+) {
+    tracing::info!(
+        target: TARGET,
+        event = "tool_call",
+        client.addr = %who.peer,
+        devbox = %who.devbox,
+        env_var = %who.env_var,
+        mcp_config = %who.config,
+        tool = %tool,
+        verdict = verdict.as_str(),
+        reason = reason,
+        outcome = outcome,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "tool call"
+    );
+}
+
+/// A request refused before reaching any upstream (authentication, origin, session, malformed input).
+pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
+    tracing::info!(
+        target: TARGET,
+        event = "request_denied",
+        client.addr = %peer,
+        devbox = who.map_or("", |w| w.devbox.as_str()),
+        env_var = who.map_or("", |w| w.env_var.as_str()),
+        mcp_config = who.map_or("", |w| w.config.as_str()),
+        verdict = "deny",
+        reason = reason,
+        status = status,
+        "request denied"
+    );
+}

@@ -1,0 +1,534 @@
+//! Command-line interface: clap definitions and one handler per subcommand.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use serde_json::json;
+
+use mcp_hub::app;
+use mcp_hub::config::Snapshot;
+use mcp_hub::manage::{self, BindingSpec, NewMcpConfig, Workspace};
+
+/// MCP gateway for sandboxed agent devboxes.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-hub", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The hub configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "MCP_HUB_CONFIG",
+        default_value = "/etc/mcp-hub/hub.toml"
+    )]
+    pub(crate) config: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the service.
+    Run {
+        /// Seconds in-flight requests get to finish after SIGTERM.
+        #[arg(long, default_value_t = 30)]
+        grace_secs: u64,
+    },
+    /// Run the hub on loopback with its embedded default config and a sample upstream MCP server.
+    Demo {
+        /// Where the demo keeps its config and state (kept between runs).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Gateway address (default 127.0.0.1:8443, or a free port if that is taken).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration and state exactly as start-up does.
+    Check,
+    /// The hub's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Upstream MCP server definitions.
+    #[command(subcommand, name = "mcp-config")]
+    McpConfig(McpConfigCmd),
+    /// Secrets kept on the host (values are read from stdin, never printed).
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Devboxes, their MCP bindings and tokens.
+    #[command(subcommand)]
+    Devbox(DevboxCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCmd {
+    /// Create the CA for the gateway host (never replaces an existing one).
+    Init,
+    /// Print the CA certificate (PEM) for devboxes to trust.
+    Print,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateConfig {
+    /// Unique name, e.g. github.
+    #[arg(long)]
+    name: String,
+    /// Upstream MCP endpoint URL.
+    #[arg(long)]
+    endpoint: String,
+    /// Allowed tool glob patterns, e.g. 'github.search_*' (repeat or comma-separate).
+    #[arg(long = "allowed-tools", required = true, value_delimiter = ',', num_args = 1..)]
+    allowed_tools: Vec<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Header carrying the secret (default Authorization).
+    #[arg(long, requires = "credential_value")]
+    credential_header: Option<String>,
+    /// Header value template containing {secret} (default "Bearer {secret}").
+    #[arg(long, requires = "credential_header")]
+    credential_value: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpConfigCmd {
+    /// Define an upstream MCP server.
+    Create(CreateConfig),
+    /// List configs.
+    List,
+    /// Show one config.
+    Get {
+        /// Name or id.
+        name: String,
+    },
+    /// Change allowed tools, description or endpoint.
+    Update {
+        /// Name or id.
+        name: String,
+        #[arg(long = "allowed-tools", value_delimiter = ',', num_args = 1..)]
+        allowed_tools: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Delete a config (refused while a devbox uses it, unless --force).
+    Delete {
+        /// Name or id.
+        name: String,
+        /// Also remove the bindings that use it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCmd {
+    /// Store a secret; the value is read from stdin.
+    Create {
+        /// Secret name, e.g. GITHUB_MCP_TOKEN.
+        name: String,
+        /// Replace an existing value.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List secret names (never values).
+    List,
+    /// Delete a secret (refused while bound, unless --force).
+    Delete {
+        /// Secret name.
+        name: String,
+        /// Also remove the bindings that use it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevboxCmd {
+    /// Create a devbox with MCP bindings; prints its environment.
+    Create {
+        /// Devbox name.
+        name: String,
+        /// Source address the host sees the devbox at (repeatable). Tokens are refused from elsewhere.
+        #[arg(long = "address")]
+        addresses: Vec<IpAddr>,
+        /// ENV_VAR=MCP_CONFIG:SECRET, e.g. GITHUB_MCP_SECRET=github:GITHUB_MCP_TOKEN (repeatable).
+        #[arg(long = "mcp")]
+        mcp: Vec<BindingSpec>,
+    },
+    /// Add MCP bindings to a devbox.
+    Bind {
+        /// Devbox name.
+        name: String,
+        /// ENV_VAR=MCP_CONFIG:SECRET (repeatable).
+        #[arg(long = "mcp", required = true)]
+        mcp: Vec<BindingSpec>,
+    },
+    /// Remove one binding and its token.
+    Unbind {
+        /// Devbox name.
+        name: String,
+        /// Env var of the binding.
+        env_var: String,
+    },
+    /// List devboxes and their bindings.
+    List,
+    /// Print RL_MCP_URL and one line per server token, for the devbox environment.
+    Env {
+        /// Devbox name.
+        name: String,
+    },
+    /// Revoke a binding's token (or all of the devbox's tokens).
+    Revoke {
+        /// Devbox name.
+        name: String,
+        /// Env var of the binding; omit to revoke all.
+        env_var: Option<String>,
+    },
+    /// Issue a new token for one binding; the old one stops working.
+    Rotate {
+        /// Devbox name.
+        name: String,
+        /// Env var of the binding.
+        env_var: String,
+    },
+    /// Delete a devbox, its bindings and tokens.
+    Delete {
+        /// Devbox name.
+        name: String,
+    },
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_env(env: &[(String, String)], as_json: bool) {
+    if as_json {
+        print_json(&json!(
+            env.iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        ));
+    } else {
+        for (k, v) in env {
+            println!("{k}={v}");
+        }
+    }
+}
+
+/// Dispatch a parsed command.
+///
+/// # Errors
+/// Any failure; `main` maps it to an exit code.
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let cfg = cli.config.clone();
+    match cli.command {
+        Command::Run { grace_secs } => run(cfg, Duration::from_secs(grace_secs)).await,
+        Command::Demo { dir, listen } => {
+            demo(dir.unwrap_or_else(mcp_hub::demo::default_dir), listen).await
+        }
+        Command::Check => {
+            let s = Snapshot::load(&cfg)?;
+            if cli.json {
+                print_json(
+                    &json!({"ok": true, "mcp_configs": s.config.mcp_configs.len(), "devboxes": s.devboxes.list.len(), "live_tokens": s.live_bindings()}),
+                );
+            } else {
+                println!(
+                    "{}: ok ({} mcp_configs, {} devboxes, {} live tokens)",
+                    cfg.display(),
+                    s.config.mcp_configs.len(),
+                    s.devboxes.list.len(),
+                    s.live_bindings()
+                );
+            }
+            Ok(())
+        }
+        Command::Ca(c) => ca(&cfg, c),
+        Command::McpConfig(c) => mcp_config(&cfg, c, cli.json),
+        Command::Secret(c) => secret(&cfg, c, cli.json),
+        Command::Devbox(c) => devbox(&cfg, c, cli.json),
+    }
+}
+
+fn ca(cfg: &std::path::Path, c: CaCmd) -> anyhow::Result<()> {
+    let config = mcp_hub::config::load(cfg)?;
+    let dir = &config.paths.ca_dir;
+    match c {
+        CaCmd::Init => {
+            mcp_hub::state::init(&config.paths)
+                .with_context(|| format!("creating {}", config.paths.state_dir.display()))?;
+            let created = mcp_hub::tls::ca::init(dir, &config.gateway.host)?;
+            let path = mcp_hub::tls::ca::cert_path(dir);
+            if created {
+                println!(
+                    "created CA for {} at {}",
+                    config.gateway.host,
+                    path.display()
+                );
+            } else {
+                mcp_hub::tls::ca::load(dir)?.check_host(dir, &config.gateway.host)?;
+                println!("CA already exists at {} (left unchanged)", path.display());
+            }
+            Ok(())
+        }
+        CaCmd::Print => {
+            let ca = mcp_hub::tls::ca::load(dir)?;
+            print!("{}", ca.cert_pem);
+            Ok(())
+        }
+    }
+}
+
+fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::Result<()> {
+    let mut ws = Workspace::load(cfg)?;
+    let show = |c: &mcp_hub::config::McpConfig| {
+        json!({"id": c.id, "name": c.name, "endpoint": c.endpoint.to_string(), "allowed_tools": c.allowed_tools.patterns(),
+               "description": c.description, "create_time_ms": c.create_time_ms, "credential_header": c.credential.header.as_str()})
+    };
+    match c {
+        McpConfigCmd::List => {
+            if as_json {
+                print_json(&json!(
+                    ws.config
+                        .mcp_configs
+                        .iter()
+                        .map(|c| show(c))
+                        .collect::<Vec<_>>()
+                ));
+            } else {
+                for c in &ws.config.mcp_configs {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.id,
+                        c.name,
+                        c.endpoint,
+                        c.allowed_tools.patterns().join(",")
+                    );
+                }
+            }
+        }
+        McpConfigCmd::Get { name } => {
+            let c = ws.config.mcp_config(&name).ok_or_else(|| {
+                manage::ManageError::NotFound(format!("no mcp_config named {name:?}"))
+            })?;
+            print_json(&show(c));
+        }
+        McpConfigCmd::Create(a) => {
+            let _l = manage::lock(ws.paths())?;
+            let credential = a.credential_header.zip(a.credential_value);
+            let id = manage::mcp_config_create(
+                &mut ws,
+                NewMcpConfig {
+                    name: a.name.clone(),
+                    endpoint: a.endpoint,
+                    allowed_tools: a.allowed_tools,
+                    description: a.description,
+                    credential,
+                },
+            )?;
+            if as_json {
+                print_json(&json!({"id": id, "name": a.name}))
+            } else {
+                println!("created mcp_config {} ({id})", a.name)
+            }
+        }
+        McpConfigCmd::Update {
+            name,
+            allowed_tools,
+            description,
+            endpoint,
+        } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::mcp_config_update(&mut ws, &name, allowed_tools, description, endpoint)?;
+            println!("updated mcp_config {name}");
+        }
+        McpConfigCmd::Delete { name, force } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::mcp_config_delete(&mut ws, &name, force)?;
+            println!("deleted mcp_config {name}");
+        }
+    }
+    Ok(())
+}
+
+fn secret(cfg: &std::path::Path, c: SecretCmd, as_json: bool) -> anyhow::Result<()> {
+    let mut ws = Workspace::load(cfg)?;
+    match c {
+        SecretCmd::Create { name, replace } => {
+            let mut v = String::new();
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .context("reading the secret value from stdin")?;
+            let _l = manage::lock(ws.paths())?;
+            manage::secret_create(&mut ws, &name, SecretString::from(v), replace)?;
+            println!("stored secret {name}");
+        }
+        SecretCmd::List => {
+            if as_json {
+                print_json(&json!(
+                    ws.secrets
+                        .map
+                        .iter()
+                        .map(|(n, s)| json!({"name": n, "create_time_ms": s.create_time_ms}))
+                        .collect::<Vec<_>>()
+                ));
+            } else {
+                for n in ws.secrets.map.keys() {
+                    println!("{n}");
+                }
+            }
+        }
+        SecretCmd::Delete { name, force } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::secret_delete(&mut ws, &name, force)?;
+            println!("deleted secret {name}");
+        }
+    }
+    Ok(())
+}
+
+fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<()> {
+    let mut ws = Workspace::load(cfg)?;
+    match c {
+        DevboxCmd::Create {
+            name,
+            addresses,
+            mcp,
+        } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_create(&mut ws, &name, addresses, mcp)?;
+            print_env(&manage::devbox_env(&ws, &name)?, as_json);
+        }
+        DevboxCmd::Bind { name, mcp } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_bind(&mut ws, &name, mcp)?;
+            print_env(&manage::devbox_env(&ws, &name)?, as_json);
+        }
+        DevboxCmd::Unbind { name, env_var } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_unbind(&mut ws, &name, &env_var)?;
+            println!("removed {name}/{env_var}");
+        }
+        DevboxCmd::List => {
+            let rows: Vec<_> = ws
+                .devboxes
+                .list
+                .iter()
+                .map(|d| {
+                    json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms,
+                           "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret,
+                                  "token": if ws.tokens.get(&d.name, e).is_some() { "active" } else { "revoked" }}))).collect::<serde_json::Map<_, _>>()})
+                })
+                .collect();
+            if as_json {
+                print_json(&json!(rows));
+            } else {
+                for d in &ws.devboxes.list {
+                    let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{}\t{}",
+                        d.name,
+                        if addrs.is_empty() {
+                            "any address".to_string()
+                        } else {
+                            addrs.join(",")
+                        }
+                    );
+                    for (e, b) in &d.mcp {
+                        let st = if ws.tokens.get(&d.name, e).is_some() {
+                            "active"
+                        } else {
+                            "revoked"
+                        };
+                        println!("  {e} -> {} (secret {}) token {st}", b.mcp_config, b.secret);
+                    }
+                }
+            }
+        }
+        DevboxCmd::Env { name } => print_env(&manage::devbox_env(&ws, &name)?, as_json),
+        DevboxCmd::Revoke { name, env_var } => {
+            let _l = manage::lock(ws.paths())?;
+            let r = manage::devbox_revoke(&mut ws, &name, env_var.as_deref())?;
+            println!("revoked {} token(s) of {name}: {}", r.len(), r.join(", "));
+        }
+        DevboxCmd::Rotate { name, env_var } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_rotate(&mut ws, &name, &env_var)?;
+            let env = manage::devbox_env(&ws, &name)?;
+            print_env(
+                &env.into_iter()
+                    .filter(|(k, _)| *k == env_var)
+                    .collect::<Vec<_>>(),
+                as_json,
+            );
+        }
+        DevboxCmd::Delete { name } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_delete(&mut ws, &name)?;
+            println!("deleted devbox {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Signals: SIGTERM/SIGINT start the drain (a second SIGINT exits at once); SIGHUP reloads.
+fn signals() -> anyhow::Result<(
+    tokio::sync::mpsc::Receiver<()>,
+    impl std::future::Future<Output = ()>,
+)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let _ = tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining (press Ctrl-C again to exit now)"),
+        }
+        tokio::spawn(async move {
+            if int.recv().await.is_some() {
+                tracing::warn!("Second SIGINT: exiting now");
+                std::process::exit(130);
+            }
+        });
+    };
+    Ok((rx, shutdown))
+}
+
+async fn run(cfg: PathBuf, grace: Duration) -> anyhow::Result<()> {
+    let prepared = app::prepare(&cfg)?;
+    let listen = prepared.state.load().config.gateway.listen;
+    let listener = app::bind(listen).await?;
+    let (hup, shutdown) = signals()?;
+    tracing::info!(listen = %listener.local_addr()?, url = %prepared.state.load().config.gateway.url, "mcp-hub gateway ready");
+    app::serve(prepared, listener, grace, hup, shutdown).await;
+    Ok(())
+}
+
+async fn demo(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let listener = mcp_hub::demo::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let setup = mcp_hub::demo::setup(&dir, addr).await?;
+    let prepared = app::prepare(&setup.config_file)?;
+    let (hup, shutdown) = signals()?;
+    println!("{}", mcp_hub::demo::instructions(&setup));
+    app::serve(prepared, listener, Duration::from_secs(5), hup, shutdown).await;
+    Ok(())
+}

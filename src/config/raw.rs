@@ -1,0 +1,50 @@
+//! Serde shapes of the files the operator edits. Strings only; `validate` turns them into domain types.
+//!
+//! Every struct denies unknown keys: an ignored, misspelled key would be a silent policy hole.
+
+use serde::Deserialize;
+
+/// `[hub]`: where the hub keeps its state.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHub {
+    pub(crate) state_dir: Option<String>,
+    pub(crate) secrets_file: Option<String>,
+}
+
+/// `[gateway]`: the MCP endpoint devboxes talk to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub(crate) listen: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) max_response_bytes: Option<u64>,
+    pub(crate) client_timeout_ms: Option<u64>,
+    pub(crate) upstream_connect_timeout_ms: Option<u64>,
+    pub(crate) upstream_response_timeout_ms: Option<u64>,
+    pub(crate) max_connections: Option<u64>,
+    pub(crate) upstream_ca_file: Option<String>,
+}
+
+/// One `[[mcp_configs]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMcpConfig {
+    pub(crate) id: Option<String>,
+    pub(crate) name: String,
+    pub(crate) endpoint: String,
+    pub(crate) allowed_tools: Vec<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) create_time_ms: Option<u64>,
+    pub(crate) credential: Option<RawCredential>,
+}
+
+/// `[mcp_configs.credential]`: where the secret goes on the upstream request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    pub(crate) header: String,
+    pub(crate) value: String,
+}

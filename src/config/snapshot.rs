@@ -1,0 +1,253 @@
+//! The runtime view: `hub.toml` + secrets + devboxes + issued tokens, joined into one immutable value
+//! that is swapped atomically on reload. Request handling only ever reads a `Snapshot`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use super::{Config, ConfigError, ConfigIssue, McpConfig};
+use crate::mcp::credentials::{Redactor, render};
+use crate::state::devboxes::Devboxes;
+use crate::state::load_token_key;
+use crate::state::secrets::Secrets;
+use crate::state::token::{self, TokenId, TokenKey, TokenMac};
+use crate::state::tokens::Tokens;
+
+/// A (devbox, env var) binding with everything needed to serve it.
+pub struct Binding {
+    /// Devbox name.
+    pub devbox: Arc<str>,
+    /// Env var the devbox holds the token in, e.g. `GITHUB_MCP_SECRET`.
+    pub env_var: Arc<str>,
+    /// Source addresses the token is accepted from (empty: any).
+    pub addresses: Arc<[IpAddr]>,
+    /// The upstream.
+    pub config: Arc<McpConfig>,
+    /// Name of the bound secret (never its value).
+    pub secret_name: String,
+    /// Rendered credential header value (sensitive).
+    pub credential: HeaderValue,
+    /// Scrubs the secret from upstream responses.
+    pub redactor: Redactor,
+    /// Id of the current token.
+    pub token_id: TokenId,
+    mac: TokenMac,
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("devbox", &self.devbox)
+            .field("env_var", &self.env_var)
+            .field("config", &self.config.name)
+            .field("secret", &self.secret_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a presented token was refused. All map to the same 401 for the client; the reason is for audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Not shaped like a hub token.
+    Malformed,
+    /// No binding has this token (never issued, revoked, rotated, or forged).
+    Unknown,
+    /// Valid token presented from an address the devbox does not own.
+    WrongAddress,
+    /// Token in the URL query string.
+    InQuery,
+}
+
+impl AuthFailure {
+    /// Stable snake_case reason for audit and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "token_missing",
+            Self::Malformed => "token_malformed",
+            Self::Unknown => "token_unknown",
+            Self::WrongAddress => "token_wrong_address",
+            Self::InQuery => "token_in_query",
+        }
+    }
+}
+
+/// Everything the hub serves from, immutable once built.
+pub struct Snapshot {
+    /// Validated `hub.toml`.
+    pub config: Arc<Config>,
+    /// Devboxes as loaded.
+    pub devboxes: Devboxes,
+    /// Issued tokens as loaded.
+    pub tokens: Tokens,
+    bindings: HashMap<TokenId, Arc<Binding>>,
+    session_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("mcp_configs", &self.config.mcp_configs.len())
+            .field("devboxes", &self.devboxes.list.len())
+            .field("bindings", &self.bindings.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Read every file and build. The same path serves start-up, reload and `check`.
+    ///
+    /// # Errors
+    /// All problems across all files.
+    pub fn load(config_file: &Path) -> Result<Self, ConfigError> {
+        let config = super::load(config_file)?;
+        let mut issues = Vec::new();
+        let secrets = Secrets::load(&config.paths.secrets_file).unwrap_or_else(|e| {
+            issues.extend(e);
+            Secrets::default()
+        });
+        let devboxes = Devboxes::load(&config.paths.devboxes_file).unwrap_or_else(|e| {
+            issues.extend(e);
+            Devboxes::default()
+        });
+        let tokens = Tokens::load(&config.paths.tokens_file).unwrap_or_else(|e| {
+            issues.extend(e);
+            Tokens::default()
+        });
+        let key = load_token_key(&config.paths.token_key_file).unwrap_or_else(|e| {
+            issues.push(e);
+            None
+        });
+        if !issues.is_empty() {
+            return Err(ConfigError::Invalid(issues));
+        }
+        Self::build(config, &secrets, devboxes, tokens, key.as_ref())
+    }
+
+    /// Join the parts, checking every cross-reference.
+    ///
+    /// # Errors
+    /// Bindings naming unknown configs or secrets, or secrets unusable in a header.
+    pub fn build(
+        config: Config,
+        secrets: &Secrets,
+        devboxes: Devboxes,
+        tokens: Tokens,
+        key: Option<&TokenKey>,
+    ) -> Result<Self, ConfigError> {
+        let file = config.paths.devboxes_file.display().to_string();
+        let mut issues = Vec::new();
+        let mut bindings = HashMap::new();
+        for (i, d) in devboxes.list.iter().enumerate() {
+            let addresses: Arc<[IpAddr]> = d.addresses.clone().into();
+            for (env, b) in &d.mcp {
+                let at = format!("devboxes[{i}].mcp.{env}");
+                let mut push = |k: &str, m: String| {
+                    issues.push(ConfigIssue {
+                        file: file.clone(),
+                        path: format!("{at}.{k}"),
+                        message: m,
+                    });
+                };
+                let Some(cfg) = config.mcp_config(&b.mcp_config) else {
+                    push(
+                        "mcp_config",
+                        format!(
+                            "{:?} is not a configured mcp_config; see `mcp-hub mcp-config list`",
+                            b.mcp_config
+                        ),
+                    );
+                    continue;
+                };
+                let Some(secret) = secrets.map.get(&b.secret) else {
+                    push(
+                        "secret",
+                        format!(
+                            "{:?} is not a stored secret; add it with `mcp-hub secret create {}`",
+                            b.secret, b.secret
+                        ),
+                    );
+                    continue;
+                };
+                let credential = match render(&cfg.credential, &secret.value) {
+                    Ok(v) => v,
+                    Err(m) => {
+                        push("secret", m);
+                        continue;
+                    }
+                };
+                let (Some(id), Some(key)) = (tokens.get(&d.name, env), key) else {
+                    continue; // no token issued (or revoked): the binding exists but nothing authenticates to it
+                };
+                let redactor = Redactor::new(&secret.value, &credential);
+                bindings.insert(
+                    id,
+                    Arc::new(Binding {
+                        devbox: d.name.as_str().into(),
+                        env_var: env.as_str().into(),
+                        addresses: addresses.clone(),
+                        config: cfg.clone(),
+                        secret_name: b.secret.clone(),
+                        credential,
+                        redactor,
+                        token_id: id,
+                        mac: key.mac(&d.name, env, &id),
+                    }),
+                );
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError::Invalid(issues));
+        }
+        let session_key = key.map(TokenKey::session_key).unwrap_or_default();
+        Ok(Self {
+            config: Arc::new(config),
+            devboxes,
+            tokens,
+            bindings,
+            session_key,
+        })
+    }
+
+    /// Map a presented bearer token to its binding.
+    ///
+    /// SECURITY: the MAC is compared in constant time; the token must be presented from one of the
+    /// devbox's addresses when it has any, so an exfiltrated token is useless elsewhere.
+    ///
+    /// # Errors
+    /// Why the token was refused.
+    pub fn authenticate(&self, presented: &str, peer: IpAddr) -> Result<Arc<Binding>, AuthFailure> {
+        let (id, mac) = token::parse(presented).ok_or(AuthFailure::Malformed)?;
+        let b = self.bindings.get(&id).ok_or(AuthFailure::Unknown)?;
+        if !b.mac.verify(&mac) {
+            return Err(AuthFailure::Unknown);
+        }
+        let peer = canonical_ip(peer);
+        if !b.addresses.is_empty() && !b.addresses.iter().any(|a| canonical_ip(*a) == peer) {
+            return Err(AuthFailure::WrongAddress);
+        }
+        Ok(b.clone())
+    }
+
+    /// Key for sealing session ids to the token that created them.
+    pub fn session_key(&self) -> &[u8; 32] {
+        &self.session_key
+    }
+
+    /// Number of bindings with a live token.
+    pub fn live_bindings(&self) -> usize {
+        self.bindings.len()
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) compares as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}

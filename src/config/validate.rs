@@ -1,0 +1,471 @@
+//! `raw::*` -> domain types. Collects every problem instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use sha2::{Digest, Sha256};
+
+use super::raw::{RawGateway, RawHub, RawMcpConfig};
+use super::{Config, ConfigIssue, CredentialPlacement, GatewaySettings, McpConfig, Paths};
+use crate::mcp::filter::ToolFilter;
+
+/// The configuration format version this build reads.
+pub const CONFIG_VERSION: i64 = 1;
+
+/// Placeholder in a credential value template.
+pub const SECRET_PLACEHOLDER: &str = "{secret}";
+
+/// Collects issues for one file.
+pub(crate) struct Issues<'a> {
+    file: &'a str,
+    pub(crate) list: Vec<ConfigIssue>,
+}
+
+impl<'a> Issues<'a> {
+    pub(crate) fn new(file: &'a str) -> Self {
+        Self {
+            file,
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(ConfigIssue {
+            file: self.file.to_string(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A name usable as an MCP config, secret or devbox name: short, printable, shell- and TOML-safe.
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_valid_env_var(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && s.len() <= 128
+}
+
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub(crate) fn paths(raw: &RawHub, config_file: &Path, issues: &mut Issues<'_>) -> Paths {
+    let base = config_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let state_dir = match &raw.state_dir {
+        Some(s) if s.trim().is_empty() => {
+            issues.push(
+                "hub.state_dir",
+                "must not be empty; e.g. \"/var/lib/mcp-hub\"",
+            );
+            PathBuf::from("/var/lib/mcp-hub")
+        }
+        Some(s) => resolve_path(&base, s),
+        None => PathBuf::from("/var/lib/mcp-hub"),
+    };
+    let secrets_file = match &raw.secrets_file {
+        Some(s) => resolve_path(&base, s),
+        None => state_dir.join("secrets.toml"),
+    };
+    Paths {
+        config_file: config_file.to_path_buf(),
+        devboxes_file: state_dir.join("devboxes.toml"),
+        tokens_file: state_dir.join("tokens.json"),
+        token_key_file: state_dir.join("token.key"),
+        ca_dir: state_dir.join("ca"),
+        state_dir,
+        secrets_file,
+    }
+}
+
+fn ms(
+    v: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+    key: &str,
+    issues: &mut Issues<'_>,
+) -> Duration {
+    let v = v.unwrap_or(default);
+    if !(min..=max).contains(&v) {
+        issues.push(
+            format!("gateway.{key}"),
+            format!("{v} is out of range; use a value between {min} and {max}"),
+        );
+        return Duration::from_millis(default);
+    }
+    Duration::from_millis(v)
+}
+
+fn bytes(v: Option<u64>, default: u64, max: u64, key: &str, issues: &mut Issues<'_>) -> usize {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > max {
+        issues.push(
+            format!("gateway.{key}"),
+            format!("{v} is out of range; use a value between 1 and {max}"),
+        );
+        return usize::try_from(default).unwrap_or(usize::MAX);
+    }
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn gateway(raw: &RawGateway, base: &Path, issues: &mut Issues<'_>) -> GatewaySettings {
+    let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8443");
+    let listen: SocketAddr = listen.parse().unwrap_or_else(|_| {
+        issues.push(
+            "gateway.listen",
+            format!("{listen:?} is not an address:port; e.g. \"0.0.0.0:8443\" or \"[::]:8443\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8443))
+    });
+    let (url, host, path) = match raw.url.as_deref() {
+        None => {
+            issues.push(
+                "gateway.url",
+                "is required: the RL_MCP_URL devboxes use, e.g. \"https://mcp.hub.internal/mcp\"",
+            );
+            (
+                Uri::from_static("https://invalid/mcp"),
+                "invalid".to_string(),
+                "/mcp".to_string(),
+            )
+        }
+        Some(u) => match gateway_url(u) {
+            Ok(v) => v,
+            Err(m) => {
+                issues.push("gateway.url", format!("{u:?}: {m}"));
+                (
+                    Uri::from_static("https://invalid/mcp"),
+                    "invalid".to_string(),
+                    "/mcp".to_string(),
+                )
+            }
+        },
+    };
+    let mut allowed_origins = Vec::new();
+    for (i, o) in raw.allowed_origins.iter().flatten().enumerate() {
+        match o.parse::<Uri>() {
+            Ok(u) if u.scheme().is_some() && u.host().is_some() && u.path() == "/" => {
+                allowed_origins.push(o.trim_end_matches('/').to_ascii_lowercase());
+            }
+            _ => issues.push(
+                format!("gateway.allowed_origins[{i}]"),
+                format!("{o:?} is not an origin; use scheme://host[:port], e.g. \"https://app.example.com\""),
+            ),
+        }
+    }
+    let upstream_ca_file = raw
+        .upstream_ca_file
+        .as_deref()
+        .map(|p| resolve_path(base, p));
+    GatewaySettings {
+        listen,
+        url,
+        host,
+        path,
+        allowed_origins,
+        max_body_bytes: bytes(
+            raw.max_body_bytes,
+            4 << 20,
+            256 << 20,
+            "max_body_bytes",
+            issues,
+        ),
+        max_response_bytes: bytes(
+            raw.max_response_bytes,
+            32 << 20,
+            1 << 30,
+            "max_response_bytes",
+            issues,
+        ),
+        client_timeout: ms(
+            raw.client_timeout_ms,
+            30_000,
+            100,
+            3_600_000,
+            "client_timeout_ms",
+            issues,
+        ),
+        upstream_connect_timeout: ms(
+            raw.upstream_connect_timeout_ms,
+            5_000,
+            10,
+            600_000,
+            "upstream_connect_timeout_ms",
+            issues,
+        ),
+        upstream_response_timeout: ms(
+            raw.upstream_response_timeout_ms,
+            120_000,
+            10,
+            3_600_000,
+            "upstream_response_timeout_ms",
+            issues,
+        ),
+        max_connections: bytes(
+            raw.max_connections,
+            10_000,
+            1_000_000,
+            "max_connections",
+            issues,
+        ),
+        upstream_ca_file,
+    }
+}
+
+fn gateway_url(u: &str) -> Result<(Uri, String, String), String> {
+    let uri: Uri = u.parse().map_err(|_| "not a URL".to_string())?;
+    if uri.scheme_str() != Some("https") {
+        return Err("must be an https:// URL (the gateway only serves TLS)".into());
+    }
+    let host = uri.host().ok_or("has no host")?;
+    if uri.query().is_some() {
+        return Err("must not have a query string".into());
+    }
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let path = if uri.path().is_empty() {
+        "/".to_string()
+    } else {
+        uri.path().to_string()
+    };
+    Ok((uri, host, path))
+}
+
+/// A stable id for a hand-written config without one: `mcp_` + 16 hex chars of SHA-256(name).
+pub fn derived_id(name: &str) -> String {
+    let d = Sha256::digest(name.as_bytes());
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("mcp_{hex}")
+}
+
+/// Validate an upstream endpoint URL.
+///
+/// # Errors
+/// A message saying what is wrong and how to fix it.
+pub fn endpoint(s: &str) -> Result<Uri, String> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|_| "not a URL; e.g. \"https://mcp.example.com/mcp\"".to_string())?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must be an http:// or https:// URL".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // SECURITY: credentials belong in the secret store, not in a URL that gets logged.
+        return Err("must not contain user:password@; store the credential as a secret".into());
+    }
+    Ok(uri)
+}
+
+/// Validate a credential header name and value template.
+///
+/// # Errors
+/// A message saying what is wrong and how to fix it.
+pub fn credential(header: &str, value: &str) -> Result<CredentialPlacement, String> {
+    let name: HeaderName = header
+        .parse()
+        .map_err(|_| format!("header {header:?} is not a valid HTTP header name"))?;
+    const RESERVED: &[&str] = &[
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "accept",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "te",
+        "upgrade",
+    ];
+    if RESERVED.contains(&name.as_str()) {
+        return Err(format!(
+            "header {header:?} is managed by the hub; pick another header"
+        ));
+    }
+    if value.matches(SECRET_PLACEHOLDER).count() != 1 {
+        return Err(format!(
+            "value template {value:?} must contain {SECRET_PLACEHOLDER} exactly once, e.g. \"Bearer {SECRET_PLACEHOLDER}\""
+        ));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err("value template must not contain control characters".into());
+    }
+    Ok(CredentialPlacement {
+        header: name,
+        template: value.to_string(),
+    })
+}
+
+pub(crate) fn mcp_configs(
+    raws: Vec<(usize, RawMcpConfig)>,
+    issues: &mut Issues<'_>,
+) -> Vec<Arc<McpConfig>> {
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raws {
+        let at = |k: &str| format!("mcp_configs[{i}].{k}");
+        let mut ok = true;
+        if !is_valid_name(&r.name) {
+            issues.push(
+                at("name"),
+                format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ - .", r.name),
+            );
+            ok = false;
+        } else if !names.insert(r.name.clone()) {
+            issues.push(
+                at("name"),
+                format!(
+                    "{:?} is used by another mcp_config; names must be unique",
+                    r.name
+                ),
+            );
+            ok = false;
+        }
+        let id = r.id.clone().unwrap_or_else(|| derived_id(&r.name));
+        let id_ok = id.strip_prefix("mcp_").is_some_and(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        if !id_ok {
+            issues.push(
+                at("id"),
+                format!("{id:?} must look like \"mcp_\" followed by letters and digits"),
+            );
+            ok = false;
+        } else if (r.id.is_some() || ok) && !ids.insert(id.clone()) {
+            // A derived id of an already-reported duplicate name would only repeat that problem.
+            issues.push(
+                at("id"),
+                format!("{id:?} is used by another mcp_config; ids must be unique"),
+            );
+            ok = false;
+        }
+        let endpoint = match endpoint(&r.endpoint) {
+            Ok(u) => Some(u),
+            Err(m) => {
+                issues.push(at("endpoint"), format!("{:?}: {m}", r.endpoint));
+                None
+            }
+        };
+        let filter = match ToolFilter::new(&r.allowed_tools) {
+            Ok(f) => Some(f),
+            Err((j, m)) => {
+                issues.push(
+                    format!("mcp_configs[{i}].allowed_tools[{j}]"),
+                    format!(
+                        "{:?}: {m}",
+                        r.allowed_tools.get(j).map(String::as_str).unwrap_or("")
+                    ),
+                );
+                None
+            }
+        };
+        let credential = match &r.credential {
+            None => Some(CredentialPlacement::default()),
+            Some(c) => match credential(&c.header, &c.value) {
+                Ok(c) => Some(c),
+                Err(m) => {
+                    issues.push(at("credential"), m);
+                    None
+                }
+            },
+        };
+        if let (true, Some(endpoint), Some(allowed_tools), Some(credential)) =
+            (ok, endpoint, filter, credential)
+        {
+            out.push(Arc::new(McpConfig {
+                id,
+                name: r.name,
+                endpoint,
+                allowed_tools,
+                description: r.description.unwrap_or_default(),
+                create_time_ms: r.create_time_ms.unwrap_or(0),
+                credential,
+            }));
+        }
+    }
+    out
+}
+
+/// Check `version` first: a file for another format version must not be half-understood.
+pub(crate) fn version(v: Option<&toml::Value>, issues: &mut Issues<'_>) -> bool {
+    match v {
+        Some(toml::Value::Integer(CONFIG_VERSION)) => true,
+        Some(other) => {
+            issues.push(
+                "version",
+                format!("{other} is not supported; this build reads version = {CONFIG_VERSION}"),
+            );
+            false
+        }
+        None => {
+            issues.push(
+                "version",
+                format!("is required; add `version = {CONFIG_VERSION}` at the top"),
+            );
+            false
+        }
+    }
+}
+
+/// Assemble a full `Config` from a parsed hub file.
+pub(crate) fn config(
+    table: toml::Table,
+    config_file: &Path,
+    issues: &mut Issues<'_>,
+) -> Option<Config> {
+    if !version(table.get("version"), issues) {
+        return None;
+    }
+    const KNOWN: &[&str] = &["version", "hub", "gateway", "mcp_configs"];
+    for k in table.keys() {
+        if !KNOWN.contains(&k.as_str()) {
+            issues.push(
+                k.clone(),
+                format!("unknown key; expected one of {}", KNOWN.join(", ")),
+            );
+        }
+    }
+    let hub: RawHub = super::section(&table, "hub", issues).unwrap_or_default();
+    let gw: RawGateway = super::section(&table, "gateway", issues).unwrap_or_default();
+    let raws = super::array_section::<RawMcpConfig>(&table, "mcp_configs", issues);
+    let paths = paths(&hub, config_file, issues);
+    let base = config_file.parent().unwrap_or(Path::new("."));
+    let gateway = gateway(&gw, base, issues);
+    let mcp_configs = mcp_configs(raws, issues);
+    Some(Config {
+        paths,
+        gateway,
+        mcp_configs,
+    })
+}

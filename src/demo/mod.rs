@@ -1,0 +1,177 @@
+//! `mcp-hub demo`: the hub on loopback with its embedded default configuration (`conf/demo.toml`) and a
+//! built-in sample upstream MCP server, plus copy-paste commands that work as printed.
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use toml_edit::{DocumentMut, value};
+
+use crate::manage::{self, BindingSpec, Workspace};
+use crate::state::fsutil;
+use crate::state::secrets::Secrets;
+
+/// The embedded default configuration.
+pub const DEMO_CONFIG: &str = include_str!("../../conf/demo.toml");
+/// Devbox the demo creates.
+pub const DEMO_DEVBOX: &str = "demo";
+/// Port the demo prefers, so the URL stays the same between runs.
+pub const DEMO_PORT: u16 = 8443;
+
+/// What the demo set up.
+#[derive(Debug)]
+pub struct DemoSetup {
+    /// The generated config file.
+    pub config_file: PathBuf,
+    /// Env lines for the devbox (`RL_MCP_URL`, tokens).
+    pub env: Vec<(String, String)>,
+    /// CA file to trust.
+    pub ca_file: PathBuf,
+}
+
+/// Bind the gateway: the requested address, else 127.0.0.1:8443, else any free loopback port.
+///
+/// # Errors
+/// If no address can be bound.
+pub async fn bind(listen: Option<SocketAddr>) -> anyhow::Result<tokio::net::TcpListener> {
+    if let Some(a) = listen {
+        return tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding {a}"));
+    }
+    match tokio::net::TcpListener::bind(("127.0.0.1", DEMO_PORT)).await {
+        Ok(l) => Ok(l),
+        Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding a loopback port"),
+    }
+}
+
+fn random_secret() -> anyhow::Result<String> {
+    let mut b = [0u8; 18];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    Ok(format!(
+        "demo_gh_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+/// Write the demo configuration into `dir` for a gateway on `gateway` and an upstream on `upstream`.
+///
+/// # Errors
+/// File errors.
+pub fn write_config(
+    dir: &Path,
+    gateway: SocketAddr,
+    upstream: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    let mut doc: DocumentMut = DEMO_CONFIG.parse().context("embedded demo config")?;
+    doc["gateway"]["listen"] = value(gateway.to_string());
+    doc["gateway"]["url"] = value(format!("https://{}:{}/mcp", gateway.ip(), gateway.port()));
+    if let Some(c) = doc["mcp_configs"]
+        .as_array_of_tables_mut()
+        .and_then(|a| a.get_mut(0))
+    {
+        c["endpoint"] = value(format!("http://{upstream}/mcp"));
+    }
+    let path = dir.join("hub.toml");
+    fsutil::write_atomic(&path, doc.to_string().as_bytes(), 0o640)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The demo upstream's secret: reuse the stored one so tokens and files stay stable between runs.
+fn demo_secret(dir: &Path) -> anyhow::Result<String> {
+    let p = dir.join("state").join("secrets.toml");
+    let s = Secrets::load(&p).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    match s.map.get("GITHUB_MCP_TOKEN") {
+        Some(v) => Ok(v.value.expose_secret().to_string()),
+        None => random_secret(),
+    }
+}
+
+/// Set everything up: sample upstream, config, secret, devbox and token.
+///
+/// # Errors
+/// File or validation errors.
+pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup> {
+    fsutil::ensure_dir(dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
+    let secret = demo_secret(dir)?;
+    let upstream = upstream::spawn(&secret)
+        .await
+        .context("starting the sample upstream")?;
+    let config_file = write_config(dir, gateway, upstream)?;
+    let mut ws = Workspace::load(&config_file)?;
+    let _lock = manage::lock(ws.paths())?;
+    manage::secret_create(
+        &mut ws,
+        "GITHUB_MCP_TOKEN",
+        SecretString::from(secret),
+        true,
+    )?;
+    if ws.devboxes.get(DEMO_DEVBOX).is_none() {
+        let b = BindingSpec {
+            env_var: "GITHUB_MCP_SECRET".into(),
+            mcp_config: "github".into(),
+            secret: "GITHUB_MCP_TOKEN".into(),
+        };
+        manage::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), vec![b])?;
+    } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {
+        manage::devbox_rotate(&mut ws, DEMO_DEVBOX, "GITHUB_MCP_SECRET")?;
+    }
+    let env = manage::devbox_env(&ws, DEMO_DEVBOX)?;
+    let ca_file = crate::tls::ca::cert_path(&ws.paths().ca_dir);
+    Ok(DemoSetup {
+        config_file,
+        env,
+        ca_file,
+    })
+}
+
+/// The text `mcp-hub demo` prints.
+pub fn instructions(s: &DemoSetup) -> String {
+    let mut out = String::from(
+        "mcp-hub demo: the gateway is running with a sample GitHub-like MCP server behind it.\n\n",
+    );
+    out.push_str("# The devbox's environment (what `mcp-hub devbox env demo` prints), and the CA it must trust:\n");
+    for (k, v) in &s.env {
+        out.push_str(&format!("export {k}={v}\n"));
+    }
+    out.push_str(&format!("export CA={}\n\n", s.ca_file.display()));
+    let curl = "curl -sS --cacert \"$CA\" -H \"Authorization: Bearer $GITHUB_MCP_SECRET\" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'";
+    out.push_str("# List the tools this devbox may use (github.create_issue and github.delete_repo are hidden by allowed_tools):\n");
+    out.push_str(&format!(
+        "{curl} -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}' \"$RL_MCP_URL\"\n\n"
+    ));
+    out.push_str(
+        "# Call an allowed tool, then a hidden one (answered by the hub as an unknown tool):\n",
+    );
+    out.push_str(&format!("{curl} -d '{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{{\"name\":\"github.get_issue\",\"arguments\":{{\"number\":1}}}}}}' \"$RL_MCP_URL\"\n"));
+    out.push_str(&format!("{curl} -d '{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{{\"name\":\"github.delete_repo\",\"arguments\":{{}}}}}}' \"$RL_MCP_URL\"\n\n"));
+    out.push_str(
+        "# Register it with Claude Code (start claude with the same NODE_EXTRA_CA_CERTS):\n",
+    );
+    out.push_str("export NODE_EXTRA_CA_CERTS=\"$CA\"\n");
+    out.push_str("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\"\n\n");
+    out.push_str(&format!(
+        "# Manage it like a real deployment, while it runs:\nmcp-hub --config {} devbox list\n\nPress Ctrl-C to stop.\n",
+        s.config_file.display()
+    ));
+    out
+}
+
+/// Default demo directory: `$TMPDIR/mcp-hub-demo`, kept between runs so the CA stays the same.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("mcp-hub-demo")
+}

@@ -1,0 +1,619 @@
+//! The gateway service: one HTTPS endpoint, many upstream MCP servers.
+//!
+//! Pipeline per request (each stage a function, in this order):
+//! `authenticate -> check_origin -> check_path -> read_body -> parse -> check_metadata_headers ->
+//!  screen_tool_calls -> build_upstream_request -> upstream.send -> relay::respond`.
+//! Nothing reaches an upstream before the token, origin and tool checks have passed, and the agent's
+//! token is never forwarded: the bound credential is injected in its place.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+
+use super::jsonrpc::{self, code};
+use super::relay::{self, RelayCtx};
+use super::respond::{self, Body};
+use super::session;
+use super::upstream::{ClientKey, Upstream, UpstreamError};
+use crate::audit::{self, Verdict, Who};
+use crate::config::snapshot::{AuthFailure, Binding};
+use crate::config::{GatewaySettings, Snapshot};
+
+/// First protocol revision with mandatory `Mcp-Method`/`Mcp-Name` headers and no sessions.
+pub const MODERN_PROTOCOL: &str = "2026-07-28";
+
+/// Request headers copied to the upstream. Everything else (Authorization, Cookie, Origin, Host,
+/// forwarding headers) is dropped.
+const FORWARD_REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "mcp-protocol-version",
+    "last-event-id",
+    "mcp-method",
+    "mcp-name",
+    "user-agent",
+];
+
+/// The gateway's shared state.
+pub struct Gateway {
+    state: Arc<ArcSwap<Snapshot>>,
+    upstream: Mutex<Option<(ClientKey, Upstream)>>,
+}
+
+/// Per-request context accumulated by the stages.
+struct Ctx {
+    snap: Arc<Snapshot>,
+    binding: Arc<Binding>,
+    peer: SocketAddr,
+    started: Instant,
+    who: Who,
+}
+
+impl Gateway {
+    /// A gateway serving whatever snapshot `state` holds at each request.
+    pub fn new(state: Arc<ArcSwap<Snapshot>>) -> Self {
+        Self {
+            state,
+            upstream: Mutex::new(None),
+        }
+    }
+
+    /// Serve one request from `peer`.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let snap = self.state.load_full();
+        let binding = match authenticate(&snap, &req, peer) {
+            Ok(b) => b,
+            Err(f) => {
+                audit::denial(peer, None, f.as_str(), 401);
+                let msg = match f {
+                    AuthFailure::Missing => {
+                        "missing bearer token; send Authorization: Bearer $YOUR_MCP_SECRET"
+                    }
+                    AuthFailure::InQuery => {
+                        "tokens are not accepted in the URL; send Authorization: Bearer"
+                    }
+                    _ => "invalid, revoked or misplaced token",
+                };
+                return respond::unauthorized(msg, f.as_str());
+            }
+        };
+        let who = Who {
+            peer,
+            devbox: binding.devbox.to_string(),
+            env_var: binding.env_var.to_string(),
+            config: binding.config.name.clone(),
+        };
+        let ctx = Ctx {
+            snap,
+            binding,
+            peer,
+            started: Instant::now(),
+            who,
+        };
+        let gw = &ctx.snap.config.gateway;
+        if let Err(r) = check_origin(gw, req.headers()) {
+            audit::denial(peer, Some(&ctx.who), "origin_not_allowed", 403);
+            return *r;
+        }
+        if req.uri().path() != gw.path {
+            audit::denial(peer, Some(&ctx.who), "wrong_path", 404);
+            return respond::error(
+                StatusCode::NOT_FOUND,
+                Value::Null,
+                code::INVALID_REQUEST,
+                format!("no MCP endpoint here; use {}", gw.url),
+                "wrong_path",
+            );
+        }
+        match *req.method() {
+            Method::POST => self.post(ctx, req).await,
+            Method::GET | Method::DELETE => {
+                let (parts, _) = req.into_parts();
+                let method = parts.method.clone();
+                self.forward(
+                    ctx,
+                    method,
+                    &parts.headers,
+                    Bytes::new(),
+                    relay::Local::none(),
+                )
+                .await
+            }
+            _ => respond::method_not_allowed(),
+        }
+    }
+
+    async fn post<B>(&self, ctx: Ctx, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        let gw = &ctx.snap.config.gateway;
+        if !is_json(&parts.headers) {
+            audit::denial(ctx.peer, Some(&ctx.who), "unsupported_media_type", 415);
+            return respond::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Value::Null,
+                code::INVALID_REQUEST,
+                "POST bodies must be Content-Type: application/json",
+                "unsupported_media_type",
+            );
+        }
+        let body = match read_body(body, gw).await {
+            Ok(b) => b,
+            Err(r) => {
+                audit::denial(ctx.peer, Some(&ctx.who), "bad_body", r.status().as_u16());
+                return r;
+            }
+        };
+        let msg: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                audit::denial(ctx.peer, Some(&ctx.who), "parse_error", 400);
+                return respond::error(
+                    StatusCode::BAD_REQUEST,
+                    Value::Null,
+                    code::PARSE_ERROR,
+                    format!("Parse error: {e}"),
+                    "parse_error",
+                );
+            }
+        };
+        let batch = msg.is_array();
+        if batch && msg.as_array().is_some_and(Vec::is_empty) || !(batch || msg.is_object()) {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                code::INVALID_REQUEST,
+                "Invalid Request: expected a JSON-RPC message or a non-empty batch",
+                "invalid_request",
+            );
+        }
+        if let Err(m) = check_metadata_headers(&parts.headers, &msg) {
+            audit::denial(ctx.peer, Some(&ctx.who), "header_mismatch", 400);
+            let id = msg.get("id").cloned().unwrap_or(Value::Null);
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                id,
+                code::HEADER_MISMATCH,
+                m,
+                "header_mismatch",
+            );
+        }
+        let (forward, local) = screen_tool_calls(&ctx, msg);
+        let Some(forward) = forward else {
+            // Everything was answered by the hub itself.
+            return relay::local_only(local, batch);
+        };
+        let body = if forward.len() == 1 && !batch {
+            serde_json::to_vec(&forward[0])
+        } else {
+            serde_json::to_vec(&forward)
+        };
+        let Ok(body) = body else {
+            return respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Value::Null,
+                code::INTERNAL_ERROR,
+                "internal error",
+                "internal",
+            );
+        };
+        let mut local = local;
+        local.batch = batch;
+        local.single_id = if batch {
+            Value::Null
+        } else {
+            forward[0].get("id").cloned().unwrap_or(Value::Null)
+        };
+        local.calls = forward
+            .iter()
+            .filter(|m| jsonrpc::method(m) == Some("tools/call"))
+            .filter_map(|m| Some((m.get("id")?.clone(), jsonrpc::param_name(m)?.to_string())))
+            .collect();
+        self.forward(ctx, Method::POST, &parts.headers, Bytes::from(body), local)
+            .await
+    }
+
+    fn client(&self, gw: &GatewaySettings) -> Result<Upstream, String> {
+        let key = ClientKey::of(gw);
+        let mut g = self
+            .upstream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, c)) = g.as_ref() {
+            if *k == key {
+                return Ok(c.clone());
+            }
+        }
+        let c = Upstream::new(&key).map_err(|e| e.to_string())?;
+        *g = Some((key, c.clone()));
+        Ok(c)
+    }
+
+    async fn forward(
+        &self,
+        ctx: Ctx,
+        method: Method,
+        headers: &HeaderMap,
+        body: Bytes,
+        local: relay::Local,
+    ) -> Response<Body> {
+        let gw = &ctx.snap.config.gateway;
+        let server = ctx.binding.config.name.clone();
+        let session = match headers.get("mcp-session-id") {
+            None => None,
+            Some(v) => {
+                let opened = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| session::open(ctx.snap.session_key(), &ctx.binding.token_id, s));
+                match opened {
+                    Some(s) => Some(s),
+                    None => {
+                        // SECURITY: a session id not sealed for this token (another token's, forged, or from
+                        // before a key change) is "not found", exactly as an expired session.
+                        audit::denial(ctx.peer, Some(&ctx.who), "session_not_found", 404);
+                        return respond::error(
+                            StatusCode::NOT_FOUND,
+                            local.single_id.clone(),
+                            code::SESSION_NOT_FOUND,
+                            "Session not found",
+                            "session_not_found",
+                        );
+                    }
+                }
+            }
+        };
+        let req = match build_upstream_request(
+            &ctx.binding,
+            &method,
+            headers,
+            session.as_deref(),
+            body,
+        ) {
+            Ok(r) => r,
+            Err(m) => {
+                return respond::error(
+                    StatusCode::BAD_REQUEST,
+                    local.single_id.clone(),
+                    code::INVALID_REQUEST,
+                    m,
+                    "bad_header",
+                );
+            }
+        };
+        let client = match self.client(gw) {
+            Ok(c) => c,
+            Err(m) => {
+                tracing::error!(error = %m, "Upstream client setup failed");
+                return upstream_failure(
+                    &ctx,
+                    &local,
+                    &UpstreamError::Tls("hub trust store is misconfigured".into()),
+                    &server,
+                );
+            }
+        };
+        match client.send(req, gw.upstream_response_timeout).await {
+            Err(e) => upstream_failure(&ctx, &local, &e, &server),
+            Ok(resp) => {
+                let rc = RelayCtx {
+                    binding: ctx.binding.clone(),
+                    session_key: *ctx.snap.session_key(),
+                    modern: is_modern(headers),
+                    max_response_bytes: gw.max_response_bytes,
+                    who: ctx.who.clone(),
+                    started: ctx.started,
+                };
+                relay::respond(rc, resp, local).await
+            }
+        }
+    }
+}
+
+fn upstream_failure(
+    ctx: &Ctx,
+    local: &relay::Local,
+    e: &UpstreamError,
+    server: &str,
+) -> Response<Body> {
+    tracing::warn!(mcp_config = %server, reason = e.as_str(), "Upstream request failed");
+    for (_, tool) in &local.calls {
+        audit::tool_call(
+            &ctx.who,
+            tool,
+            Verdict::Allow,
+            e.as_str(),
+            "upstream_error",
+            ctx.started.elapsed(),
+        );
+    }
+    let status = if *e == UpstreamError::Timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    respond::error(
+        status,
+        local.single_id.clone(),
+        code::INTERNAL_ERROR,
+        e.describe(server),
+        e.as_str(),
+    )
+}
+
+/// Stage: map the bearer token to a binding.
+fn authenticate<B>(
+    snap: &Snapshot,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Result<Arc<Binding>, AuthFailure> {
+    // SECURITY: tokens in the URL end up in logs and histories; refuse them outright.
+    if let Some(q) = req.uri().query() {
+        let lower = q.to_ascii_lowercase();
+        if lower.contains(crate::state::token::TOKEN_PREFIX)
+            || lower.contains("access_token")
+            || lower.contains("token=")
+        {
+            return Err(AuthFailure::InQuery);
+        }
+    }
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return Err(if req.headers().contains_key(header::AUTHORIZATION) {
+            AuthFailure::Malformed
+        } else {
+            AuthFailure::Missing
+        });
+    };
+    let v = v.to_str().map_err(|_| AuthFailure::Malformed)?;
+    let (scheme, token) = v.split_once(' ').ok_or(AuthFailure::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::Malformed);
+    }
+    snap.authenticate(token.trim(), peer.ip())
+}
+
+/// Stage: browsers must not drive the gateway from arbitrary pages (DNS rebinding). Agents send no Origin.
+fn check_origin(gw: &GatewaySettings, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+    let Some(o) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let ok = o
+        .to_str()
+        .map(|o| {
+            gw.allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/')))
+        })
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    Err(Box::new(respond::error(
+        StatusCode::FORBIDDEN,
+        Value::Null,
+        code::INVALID_REQUEST,
+        "Origin not allowed; add it to gateway.allowed_origins if a browser must call the hub",
+        "origin_not_allowed",
+    )))
+}
+
+fn is_json(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn is_modern(h: &HeaderMap) -> bool {
+    h.get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= MODERN_PROTOCOL)
+}
+
+/// Stage: read the whole request body, bounded in size and time.
+async fn read_body<B>(body: B, gw: &GatewaySettings) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limited = Limited::new(body, gw.max_body_bytes);
+    match tokio::time::timeout(gw.client_timeout, limited.collect()).await {
+        Err(_) => Err(respond::error(
+            StatusCode::REQUEST_TIMEOUT,
+            Value::Null,
+            code::INVALID_REQUEST,
+            "request body not received in time",
+            "client_timeout",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(respond::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Value::Null,
+            code::INVALID_REQUEST,
+            format!("request body larger than {} bytes", gw.max_body_bytes),
+            "body_too_large",
+        )),
+        Ok(Err(_)) => Err(respond::error(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            code::INVALID_REQUEST,
+            "request body could not be read",
+            "body_read_error",
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Decode a `Mcp-Name` value, which may use the `=?base64?…?=` sentinel form.
+fn decode_header_value(v: &str) -> Option<String> {
+    use base64::Engine;
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok()),
+        None => Some(v.to_string()),
+    }
+}
+
+/// Stage: the 2026-07-28 request metadata headers must agree with the body. Where they are present on an
+/// older revision they must agree too; they are required only on the modern revision.
+/// SECURITY: enforcement always uses the body; a mismatch means some component could be misled.
+fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
+    let modern = is_modern(h);
+    if modern && msg.is_array() {
+        return Err(
+            "Header mismatch: JSON-RPC batches are not allowed in protocol 2026-07-28".into(),
+        );
+    }
+    let Some(method) = jsonrpc::method(msg) else {
+        return Ok(());
+    };
+    let is_req = jsonrpc::is_request(msg);
+    match h.get("mcp-method").map(|v| v.to_str()) {
+        None if modern && is_req => {
+            return Err("Header mismatch: Mcp-Method header is required".into());
+        }
+        None => {}
+        Some(Err(_)) => return Err("Header mismatch: Mcp-Method header is not valid text".into()),
+        Some(Ok(v)) if v != method => {
+            return Err(format!(
+                "Header mismatch: Mcp-Method header value '{v}' does not match body value '{method}'"
+            ));
+        }
+        Some(Ok(_)) => {}
+    }
+    let body_name = match method {
+        "tools/call" | "prompts/get" => jsonrpc::param_name(msg),
+        "resources/read" => msg
+            .get("params")
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str),
+        _ => return Ok(()),
+    };
+    match h
+        .get("mcp-name")
+        .map(|v| v.to_str().ok().and_then(decode_header_value))
+    {
+        None if modern => Err("Header mismatch: Mcp-Name header is required".into()),
+        None => Ok(()),
+        Some(None) => Err("Header mismatch: Mcp-Name header is malformed".into()),
+        Some(Some(v)) if Some(v.as_str()) != body_name => Err(format!(
+            "Header mismatch: Mcp-Name header value '{v}' does not match body value '{}'",
+            body_name.unwrap_or("")
+        )),
+        Some(Some(_)) => Ok(()),
+    }
+}
+
+/// Stage: answer `tools/call` of hidden tools locally; return what still goes upstream.
+/// SECURITY: a hidden tool gets exactly the answer of a tool that does not exist, and never reaches the
+/// upstream.
+fn screen_tool_calls(ctx: &Ctx, msg: Value) -> (Option<Vec<Value>>, relay::Local) {
+    let items = match msg {
+        Value::Array(v) => v,
+        other => vec![other],
+    };
+    let mut forward = Vec::with_capacity(items.len());
+    let mut local = relay::Local::none();
+    for m in items {
+        if jsonrpc::method(&m) != Some("tools/call") {
+            forward.push(m);
+            continue;
+        }
+        let id = m.get("id").cloned().unwrap_or(Value::Null);
+        match jsonrpc::param_name(&m) {
+            None => {
+                audit::tool_call(
+                    &ctx.who,
+                    "",
+                    Verdict::Deny,
+                    "missing_tool_name",
+                    "rejected",
+                    ctx.started.elapsed(),
+                );
+                local.responses.push(jsonrpc::error(
+                    id,
+                    code::INVALID_PARAMS,
+                    "Invalid params: tools/call requires a string params.name",
+                    None,
+                ));
+            }
+            Some(name) if !ctx.binding.config.allowed_tools.allows(name) => {
+                audit::tool_call(
+                    &ctx.who,
+                    name,
+                    Verdict::Deny,
+                    "tool_not_allowed",
+                    "rejected",
+                    ctx.started.elapsed(),
+                );
+                local.responses.push(jsonrpc::error(
+                    id,
+                    code::INVALID_PARAMS,
+                    format!("Unknown tool: {name}"),
+                    None,
+                ));
+            }
+            Some(_) => forward.push(m),
+        }
+    }
+    ((!forward.is_empty()).then_some(forward), local)
+}
+
+/// Stage: the upstream request. Allowlisted headers only, the credential injected, `Host` the upstream's.
+fn build_upstream_request(
+    b: &Binding,
+    method: &Method,
+    client: &HeaderMap,
+    session: Option<&str>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
+    let uri: Uri = b.config.endpoint.clone();
+    let mut req = Request::builder().method(method.clone()).uri(uri);
+    let h = req.headers_mut().ok_or("invalid request")?;
+    for name in FORWARD_REQUEST_HEADERS {
+        for v in client.get_all(*name) {
+            h.append(*name, v.clone());
+        }
+    }
+    for (name, v) in client {
+        if name.as_str().starts_with("mcp-param-") {
+            h.append(name.clone(), v.clone());
+        }
+    }
+    let accept = if method == Method::GET {
+        "text/event-stream"
+    } else {
+        "application/json, text/event-stream"
+    };
+    h.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    if let Some(s) = session {
+        h.insert(
+            "mcp-session-id",
+            HeaderValue::from_str(s).map_err(|_| "session id is not valid")?,
+        );
+    }
+    // SECURITY: the agent's token was never copied (Authorization is not in the allowlist); the bound
+    // credential is the only one the upstream sees.
+    h.insert(b.config.credential.header.clone(), b.credential.clone());
+    req.body(Full::new(body)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

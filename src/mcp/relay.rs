@@ -1,0 +1,381 @@
+//! Relay an upstream response to the agent: filter `tools/list` results, seal session ids, scrub any
+//! echoed secret, merge the hub's own answers for hidden tools, and audit each tool call's outcome.
+//!
+//! JSON bodies are read (bounded), rewritten and sent whole. SSE bodies are relayed event by event as
+//! they arrive, never buffered beyond one event; untouched events pass byte for byte.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::jsonrpc::{self, code};
+use super::respond::{self, Body, BoxError};
+use super::session;
+use super::sse::{self, EventSplitter};
+use crate::audit::{self, Verdict, Who};
+use crate::config::snapshot::Binding;
+
+/// Response headers copied from the upstream.
+const FORWARD_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "x-accel-buffering",
+    "mcp-protocol-version",
+    "retry-after",
+    "allow",
+];
+
+/// What the hub answered itself, and what it must remember about the forwarded part.
+#[derive(Debug)]
+pub struct Local {
+    /// Responses for hidden or malformed tool calls.
+    pub responses: Vec<Value>,
+    /// Whether the client sent a batch (answers must be an array).
+    pub batch: bool,
+    /// Id of the single forwarded request, for error responses.
+    pub single_id: Value,
+    /// Forwarded `tools/call` requests: (id, tool), for audit.
+    pub calls: Vec<(Value, String)>,
+}
+
+impl Local {
+    /// Nothing local.
+    pub fn none() -> Self {
+        Self {
+            responses: Vec::new(),
+            batch: false,
+            single_id: Value::Null,
+            calls: Vec::new(),
+        }
+    }
+}
+
+/// What the relay needs to know about the request.
+pub struct RelayCtx {
+    /// The authenticated binding.
+    pub binding: Arc<Binding>,
+    /// Key for sealing session ids.
+    pub session_key: [u8; 32],
+    /// Client speaks 2026-07-28: filtered lists are marked `cacheScope: "private"`.
+    pub modern: bool,
+    /// Bound for buffered JSON bodies and single SSE events.
+    pub max_response_bytes: usize,
+    /// For audit lines.
+    pub who: Who,
+    /// Request start, for latency.
+    pub started: Instant,
+}
+
+/// Answer entirely from the hub (every tool call in the request was hidden or malformed).
+pub fn local_only(local: Local, batch: bool) -> Response<Body> {
+    let v = if batch {
+        Value::Array(local.responses)
+    } else {
+        local.responses.into_iter().next().unwrap_or(Value::Null)
+    };
+    respond::json(StatusCode::OK, &v)
+}
+
+/// Audits each forwarded tool call once, when its response is seen (or when the stream ends without it).
+struct CallTracker {
+    who: Who,
+    started: Instant,
+    pending: Vec<(Value, String)>,
+}
+
+impl CallTracker {
+    fn observe(&mut self, msg: &Value) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Value::Array(items) = msg {
+            items.iter().for_each(|m| self.observe(m));
+            return;
+        }
+        let Some(id) = msg.get("id") else { return };
+        if msg.get("method").is_some() {
+            return; // a server-to-client request reusing an id space, not our response
+        }
+        if let Some(pos) = self.pending.iter().position(|(pid, _)| pid == id) {
+            let (_, tool) = self.pending.swap_remove(pos);
+            let outcome = if msg.get("error").is_some() {
+                "error"
+            } else if msg.pointer("/result/isError") == Some(&Value::Bool(true)) {
+                "tool_error"
+            } else {
+                "ok"
+            };
+            audit::tool_call(
+                &self.who,
+                &tool,
+                Verdict::Allow,
+                "allowed_tools",
+                outcome,
+                self.started.elapsed(),
+            );
+        }
+    }
+
+    fn finish(&mut self, outcome: &str) {
+        for (_, tool) in self.pending.drain(..) {
+            audit::tool_call(
+                &self.who,
+                &tool,
+                Verdict::Allow,
+                "allowed_tools",
+                outcome,
+                self.started.elapsed(),
+            );
+        }
+    }
+}
+
+impl Drop for CallTracker {
+    fn drop(&mut self) {
+        self.finish("no_response");
+    }
+}
+
+fn content_type(h: &HeaderMap) -> &str {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Copy allowlisted headers, sealing the session id and scrubbing the secret.
+fn response_headers(rc: &RelayCtx, up: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for name in FORWARD_RESPONSE_HEADERS {
+        for v in up.get_all(*name) {
+            h.append(HeaderName::from_static(name), scrub_header(rc, v));
+        }
+    }
+    if let Some(sid) = up.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+        let sealed = session::seal(&rc.session_key, &rc.binding.token_id, sid);
+        if let Ok(v) = HeaderValue::from_str(&sealed) {
+            h.insert("mcp-session-id", v);
+        }
+    }
+    h
+}
+
+fn scrub_header(rc: &RelayCtx, v: &HeaderValue) -> HeaderValue {
+    if rc.binding.redactor.contains(v.as_bytes()) {
+        HeaderValue::from_static(super::credentials::REDACTED)
+    } else {
+        v.clone()
+    }
+}
+
+/// Relay an upstream response.
+pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, local: Local) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let mut tracker = CallTracker {
+        who: rc.who.clone(),
+        started: rc.started,
+        pending: local.calls.clone(),
+    };
+    let server = rc.binding.config.name.clone();
+    if matches!(
+        parts.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        tracker.finish("upstream_auth_rejected");
+        tracing::warn!(mcp_config = %server, status = parts.status.as_u16(), "Upstream rejected the injected credential");
+        return respond::error(
+            StatusCode::BAD_GATEWAY,
+            local.single_id,
+            code::INTERNAL_ERROR,
+            format!(
+                "upstream MCP server {server:?} rejected the hub's credential (HTTP {}); the operator must update secret {:?}",
+                parts.status.as_u16(),
+                rc.binding.secret_name
+            ),
+            "upstream_auth_rejected",
+        );
+    }
+    let headers = response_headers(&rc, &parts.headers);
+    if parts.status.is_success() && content_type(&parts.headers).starts_with("text/event-stream") {
+        let mut prefix = VecDeque::new();
+        for r in &local.responses {
+            if let Ok(b) = serde_json::to_vec(r) {
+                prefix.push_back(sse::event_from_json(&b));
+            }
+        }
+        let relay = SseRelay {
+            inner: body,
+            splitter: EventSplitter::default(),
+            queue: prefix,
+            rc: Arc::new(rc),
+            tracker,
+            done: false,
+        };
+        let mut r = Response::new(relay.boxed_unsync());
+        *r.status_mut() = parts.status;
+        *r.headers_mut() = headers;
+        return r;
+    }
+    let bytes = match Limited::new(body, rc.max_response_bytes).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let (reason, msg) = if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    "upstream_response_too_large",
+                    format!(
+                        "upstream MCP server {server:?} sent a response larger than {} bytes",
+                        rc.max_response_bytes
+                    ),
+                )
+            } else {
+                (
+                    "upstream_protocol_error",
+                    format!("upstream MCP server {server:?} broke off its response"),
+                )
+            };
+            tracker.finish(reason);
+            return respond::error(
+                StatusCode::BAD_GATEWAY,
+                local.single_id,
+                code::INTERNAL_ERROR,
+                msg,
+                reason,
+            );
+        }
+    };
+    let mut status = parts.status;
+    let mut headers = headers;
+    let is_json = content_type(&parts.headers).starts_with("application/json");
+    let body = match (is_json, serde_json::from_slice::<Value>(&bytes)) {
+        (true, Ok(mut v)) => {
+            tracker.observe(&v);
+            let changed =
+                jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern);
+            if local.responses.is_empty() {
+                if changed {
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                } else {
+                    bytes
+                }
+            } else {
+                let mut all = match v {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                };
+                all.extend(local.responses);
+                Bytes::from(serde_json::to_vec(&Value::Array(all)).unwrap_or_default())
+            }
+        }
+        _ if status == StatusCode::ACCEPTED && !local.responses.is_empty() => {
+            // Only notifications went upstream; the hub's own answers make this a 200.
+            status = StatusCode::OK;
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(serde_json::to_vec(&Value::Array(local.responses)).unwrap_or_default())
+        }
+        _ => {
+            if !status.is_success() {
+                tracker.finish(&format!("http_{}", status.as_u16()));
+            }
+            bytes
+        }
+    };
+    // SECURITY: an upstream that echoes the credential must not leak it into the devbox.
+    let body = rc.binding.redactor.redact(body);
+    let mut r = Response::new(respond::full(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// Streams an upstream SSE body, one event at a time.
+struct SseRelay {
+    inner: Incoming,
+    splitter: EventSplitter,
+    queue: VecDeque<Bytes>,
+    rc: Arc<RelayCtx>,
+    tracker: CallTracker,
+    done: bool,
+}
+
+impl SseRelay {
+    fn transform(&mut self, ev: Bytes) -> Bytes {
+        let rc = &self.rc;
+        let mut ev = ev;
+        if let Some(d) = sse::data(&ev).filter(|d| !d.is_empty()) {
+            if let Ok(mut v) = serde_json::from_slice::<Value>(&d) {
+                self.tracker.observe(&v);
+                if jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
+                    if let Ok(j) = serde_json::to_vec(&v) {
+                        ev = sse::replace_data(&ev, &j);
+                    }
+                }
+            }
+        }
+        // SECURITY: scrub the credential from every event.
+        rc.binding.redactor.redact(ev)
+    }
+}
+
+impl HttpBody for SseRelay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if let Some(rest) = this.splitter.finish() {
+                        let t = this.transform(rest);
+                        this.queue.push_back(t);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    this.tracker.finish("upstream_stream_error");
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    match this.splitter.push(&data, this.rc.max_response_bytes) {
+                        Ok(events) => {
+                            for ev in events {
+                                let t = this.transform(ev);
+                                this.queue.push_back(t);
+                            }
+                        }
+                        Err(e) => {
+                            this.done = true;
+                            this.tracker.finish("upstream_event_too_large");
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

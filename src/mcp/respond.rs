@@ -1,0 +1,86 @@
+//! The one place hub-made responses are built. Bodies are JSON-RPC errors with a clear message and a
+//! stable `reason`; they never include internals or secrets.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use super::jsonrpc;
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body of every gateway response.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON-RPC error response with an HTTP status and a stable reason code in `error.data.reason`.
+pub fn error(
+    status: StatusCode,
+    id: Value,
+    code: i64,
+    message: impl Into<String>,
+    reason: &str,
+) -> Response<Body> {
+    json(
+        status,
+        &jsonrpc::error(id, code, message, Some(json!({"reason": reason}))),
+    )
+}
+
+/// 401 for every authentication failure. Never 404/405, which make clients fall back to the old
+/// transport instead of reporting the bad token.
+pub fn unauthorized(message: &str, reason: &str) -> Response<Body> {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        Value::Null,
+        -32001,
+        message,
+        reason,
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    );
+    r
+}
+
+/// 405 with `Allow`.
+pub fn method_not_allowed() -> Response<Body> {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Value::Null,
+        jsonrpc::code::INVALID_REQUEST,
+        "method not allowed; the MCP endpoint accepts POST, GET and DELETE",
+        "method_not_allowed",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    r
+}
+
+/// 202 with no body.
+pub fn accepted() -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
