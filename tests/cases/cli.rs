@@ -1,0 +1,210 @@
+//! The real binary: exit codes, check, and the demo's printed commands run as printed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
+
+#[test]
+fn exit_codes_follow_sysexits() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/hub.toml");
+    let ok = Command::new(BIN)
+        .args(["--config", conf, "check"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let usage = Command::new(BIN)
+        .args(["devbox", "create"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(64));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("hub.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\ntypo = true\n[gateway]\nurl = \"http://x/mcp\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("typo: unknown key") && err.contains("gateway.url"),
+        "{err}"
+    );
+    // `run` fails the same way, before binding anything.
+    let out = Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn secrets_come_from_stdin_and_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(&cfg, "version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nurl = \"https://mcp.hub.internal/mcp\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", c, "secret", "create", "GH"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"ghp_very_secret\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let list = Command::new(BIN)
+        .args(["--config", c, "--json", "secret", "list"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("\"GH\"") && !text.contains("ghp_very_secret"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("state/secrets.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let create = Command::new(BIN)
+        .args([
+            "--config",
+            c,
+            "mcp-config",
+            "create",
+            "--name",
+            "github",
+            "--endpoint",
+            "https://api.example.com/mcp",
+            "--allowed-tools",
+            "github.get_*",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    let dev = Command::new(BIN)
+        .args([
+            "--config",
+            c,
+            "devbox",
+            "create",
+            "box",
+            "--mcp",
+            "GITHUB_MCP_SECRET=github:GH",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&dev.stdout);
+    assert!(
+        out.contains("RL_MCP_URL=https://mcp.hub.internal/mcp\nGITHUB_MCP_SECRET=mcph_"),
+        "{out}"
+    );
+    let env = Command::new(BIN)
+        .args(["--config", c, "devbox", "env", "box"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&env.stdout),
+        out,
+        "env prints the same lines again"
+    );
+    let del = Command::new(BIN)
+        .args(["--config", c, "mcp-config", "delete", "github"])
+        .output()
+        .unwrap();
+    assert_eq!(del.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&del.stderr).contains("--force"));
+}
+
+#[test]
+fn demo_prints_commands_that_work_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let l = lines.next().unwrap().unwrap();
+        out.push_str(&l);
+        out.push('\n');
+        if l.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let script: String = out
+        .lines()
+        .filter(|l| l.starts_with("export ") || l.starts_with("curl "))
+        .map(|l| format!("{l}\necho\n"))
+        .collect();
+    let run = Command::new("bash")
+        .args(["-euc", &script])
+        .output()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = child.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let replies: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 3, "{stdout}");
+    let names: Vec<&str> = replies[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["github.search_code", "github.get_issue"]);
+    assert!(
+        replies[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome")
+    );
+    assert_eq!(
+        replies[2]["error"]["message"],
+        "Unknown tool: github.delete_repo"
+    );
+    assert!(out.contains("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\""));
+    assert!(
+        status.success(),
+        "demo should exit cleanly on SIGTERM: {status:?}"
+    );
+}

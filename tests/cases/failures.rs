@@ -1,0 +1,176 @@
+//! Broken upstreams and hostile input: clear errors, nothing leaked, the hub keeps serving.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{Hub, Upstream};
+
+#[tokio::test]
+async fn upstream_failures_name_the_server_and_hide_the_secret() {
+    let up = Upstream::start(&["x.leak", "x.sleep", "x.ok"], "Bearer leaky-secret-123").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed once dropped
+    let hub = Hub::start_with(
+        &[
+            ("good", &up.url(), &["*"]),
+            ("dead", &format!("http://{dead}/mcp"), &["*"]),
+        ],
+        "upstream_response_timeout_ms = 400",
+    )
+    .await;
+    hub.secret("OK", "leaky-secret-123");
+    hub.secret("WRONG", "not-what-upstream-wants");
+    let env = hub.devbox(
+        "b",
+        &[],
+        &["GOOD=good:OK", "DEAD=dead:OK", "BADCRED=good:WRONG"],
+    );
+    let c = hub.client();
+    let call = |n: &str| json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":n,"arguments":{}}});
+
+    let r = c.post(&env["DEAD"], &call("x.ok")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("\"dead\"") && msg.contains("unreachable"),
+        "{msg}"
+    );
+    assert_eq!(r.json()["id"], 4);
+
+    let r = c.post(&env["GOOD"], &call("x.sleep")).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+    );
+
+    let r = c.post(&env["BADCRED"], &call("x.ok")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("rejected the hub's credential") && msg.contains("WRONG"),
+        "{msg}"
+    );
+    assert!(!r.text().contains("not-what-upstream-wants"));
+
+    // An upstream that echoes the credential: scrubbed from body and headers.
+    let r = c.post(&env["GOOD"], &call("x.leak")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.text();
+    assert!(!text.contains("leaky-secret-123"), "{text}");
+    assert!(text.contains("[REDACTED]"), "{text}");
+    assert!(!format!("{:?}", r.headers).contains("leaky-secret-123"));
+
+    // Still serving.
+    assert_eq!(
+        c.post(&env["GOOD"], &call("x.ok")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let hub = Hub::start_with(
+        &[("srv", &up.url(), &["*"])],
+        "max_body_bytes = 2048\nallowed_origins = [\"https://ok.example\"]",
+    )
+    .await;
+    hub.secret("S", "k");
+    let t = hub.devbox("b", &[], &["T=srv:S"])["T"].clone();
+    let c = hub.client();
+    let post =
+        |body: &str, headers: &[(&str, &str)]| c.request(Method::POST, Some(&t), headers, body);
+
+    let r = c.exchange(post("{not json", &[])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["code"], -32700);
+
+    let r = c
+        .exchange(post("{}", &[("content-type", "text/plain")]))
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(4096)
+    );
+    let r = c.exchange(post(&big, &[])).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    for bad in ["[]", "42", "\"str\""] {
+        let r = c.exchange(post(bad, &[])).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.json()["error"]["code"], -32600);
+    }
+
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let r = c
+        .exchange(post(ping, &[("origin", "https://evil.example")]))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c
+        .exchange(post(ping, &[("origin", "https://ok.example")]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let mut req = post(ping, &[]);
+    *req.uri_mut() = format!("https://{}/other", hub.addr).parse().unwrap();
+    assert_eq!(c.exchange(req).await.status, StatusCode::NOT_FOUND);
+
+    // Only the allowed-origin ping reached the upstream.
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn stalled_clients_time_out_and_do_not_block_others() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let hub = Hub::start_with(&[("srv", &up.url(), &["*"])], "client_timeout_ms = 300").await;
+    hub.secret("S", "k");
+    let t = hub.devbox("b", &[], &["T=srv:S"])["T"].clone();
+    // A raw TLS client that sends headers promising a body, then stalls.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_file_iter(
+            &hub.ca_file,
+        )
+        .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"jsonrpc\""
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile another client is served normally.
+    let r = hub
+        .client()
+        .post(&t, &json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read(&mut tls, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}

@@ -1,0 +1,107 @@
+//! A running hub honours token and config changes within a second, and refuses invalid edits.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use mcp_hub::manage;
+use serde_json::json;
+
+use crate::support::{Hub, Upstream};
+
+#[tokio::test]
+async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
+    let up = Upstream::start(&["a", "b"], "Bearer k").await;
+    let hub = Hub::start(&[("srv", &up.url(), &["*"])]).await;
+    hub.secret("S", "k");
+    let env = hub.devbox("box", &[], &["ONE=srv:S", "TWO=srv:S"]);
+    let c = hub.client();
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    assert_eq!(c.post(&env["ONE"], &ping).await.status, StatusCode::OK);
+
+    // Revoke one binding: it stops within a second, the other keeps working.
+    {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::devbox_revoke(&mut ws, "box", Some("ONE")).unwrap();
+    }
+    let took = Hub::eventually(|| async {
+        c.post(&env["ONE"], &ping).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    assert_eq!(c.post(&env["TWO"], &ping).await.status, StatusCode::OK);
+
+    // Rotate TWO: the old token dies, the new one works.
+    let new_two = {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::devbox_rotate(&mut ws, "box", "TWO").unwrap();
+        manage::devbox_env(&ws, "box")
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == "TWO")
+            .unwrap()
+            .1
+    };
+    assert_ne!(new_two, env["TWO"]);
+    let took =
+        Hub::eventually(|| async { c.post(&new_two, &ping).await.status == StatusCode::OK }).await;
+    assert!(took < Duration::from_secs(1), "rotation took {took:?}");
+    assert_eq!(
+        c.post(&env["TWO"], &ping).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A devbox created while running works within a second.
+    let later = hub.devbox("later", &[], &["X=srv:S"]);
+    let took =
+        Hub::eventually(|| async { c.post(&later["X"], &ping).await.status == StatusCode::OK })
+            .await;
+    assert!(took < Duration::from_secs(1), "new token took {took:?}");
+}
+
+#[tokio::test]
+async fn config_edits_apply_live_and_invalid_edits_are_refused() {
+    let up = Upstream::start(&["github.get_issue", "github.create_issue"], "Bearer k").await;
+    let hub = Hub::start(&[("github", &up.url(), &["github.get_*"])]).await;
+    hub.secret("S", "k");
+    let t = hub.devbox("box", &[], &["G=github:S"])["G"].clone();
+    let c = hub.client();
+    assert_eq!(c.list_all(&t).await, ["github.get_issue"]);
+    {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::mcp_config_update(&mut ws, "github", Some(vec!["github.*".into()]), None, None)
+            .unwrap();
+    }
+    let took = Hub::eventually(|| async { c.list_all(&t).await.len() == 2 }).await;
+    assert!(took < Duration::from_secs(1), "edit took {took:?}");
+
+    // The CLI layer refuses to write an invalid config...
+    {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        let e = manage::mcp_config_update(&mut ws, "github", Some(vec!["bad[".into()]), None, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid configuration"), "{e}");
+    }
+    // ...and a hand edit that breaks the file leaves the old config serving.
+    let good = std::fs::read_to_string(&hub.config_file).unwrap();
+    std::fs::write(&hub.config_file, good.replace("github.*", "bad[")).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        c.list_all(&t).await.len(),
+        2,
+        "old config must keep serving"
+    );
+    // Deleting a config in use is refused without --force; the comments in hub.toml survive edits.
+    std::fs::write(&hub.config_file, format!("# operator comment\n{good}")).unwrap();
+    let mut ws = hub.workspace();
+    let _l = manage::lock(ws.paths()).unwrap();
+    let e = manage::mcp_config_delete(&mut ws, "github", false).unwrap_err();
+    assert!(e.to_string().contains("box/G"), "{e}");
+    manage::mcp_config_update(&mut ws, "github", None, Some("described".into()), None).unwrap();
+    let text = std::fs::read_to_string(&hub.config_file).unwrap();
+    assert!(text.starts_with("# operator comment\n"), "{text}");
+    assert!(text.contains("description = \"described\""));
+}

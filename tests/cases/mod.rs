@@ -1,0 +1,7 @@
+mod cli;
+mod examples;
+mod failures;
+mod filtering;
+mod interop;
+mod live;
+mod transport;

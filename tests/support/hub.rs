@@ -1,0 +1,156 @@
+//! An in-process hub on 127.0.0.1:0 with its own temporary config and state, shut down on drop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcp_hub::manage::{self, BindingSpec, NewMcpConfig, Workspace};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+
+use super::client::Client;
+
+pub(crate) struct Hub {
+    pub(crate) addr: SocketAddr,
+    pub(crate) url: String,
+    _dir: tempfile::TempDir,
+    pub(crate) config_file: PathBuf,
+    pub(crate) ca_file: PathBuf,
+    state: std::sync::Arc<arc_swap::ArcSwap<mcp_hub::config::Snapshot>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// `(name, endpoint, allowed_tools)`.
+pub(crate) type ConfigSpec<'a> = (&'a str, &'a str, &'a [&'a str]);
+
+impl Hub {
+    /// A hub with these MCP configs and extra `[gateway]` lines.
+    pub(crate) async fn start_with(configs: &[ConfigSpec<'_>], gateway_extra: &str) -> Self {
+        mcp_hub::app::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("https://127.0.0.1:{}/mcp", addr.port());
+        let config_file = dir.path().join("hub.toml");
+        let text = format!(
+            "version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"{addr}\"\nurl = \"{url}\"\n{gateway_extra}\n"
+        );
+        std::fs::write(&config_file, text).unwrap();
+        {
+            let mut ws = Workspace::load(&config_file).unwrap();
+            let _l = manage::lock(ws.paths()).unwrap();
+            for (name, endpoint, tools) in configs {
+                manage::mcp_config_create(
+                    &mut ws,
+                    NewMcpConfig {
+                        name: name.to_string(),
+                        endpoint: endpoint.to_string(),
+                        allowed_tools: tools.iter().map(|s| s.to_string()).collect(),
+                        description: None,
+                        credential: None,
+                    },
+                )
+                .unwrap();
+            }
+        }
+        let prepared = mcp_hub::app::prepare(&config_file).unwrap();
+        let ca_file = prepared.ca_file.clone();
+        let state = prepared.state.clone();
+        let (tx, rx) = oneshot::channel();
+        let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _keep = _hup_tx;
+            mcp_hub::app::serve(prepared, listener, Duration::from_secs(1), hup_rx, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            addr,
+            url,
+            _dir: dir,
+            config_file,
+            ca_file,
+            state,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub(crate) async fn start(configs: &[ConfigSpec<'_>]) -> Self {
+        Self::start_with(configs, "").await
+    }
+
+    /// Apply setup edits now instead of waiting for the file watcher (the `live` tests cover that).
+    pub(crate) fn sync(&self) {
+        mcp_hub::reload::reload_now(&self.config_file, &self.state).unwrap();
+    }
+
+    pub(crate) fn workspace(&self) -> Workspace {
+        Workspace::load(&self.config_file).unwrap()
+    }
+
+    /// Store a secret.
+    pub(crate) fn secret(&self, name: &str, value: &str) {
+        let mut ws = self.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::secret_create(&mut ws, name, SecretString::from(value.to_string()), true).unwrap();
+        drop(_l);
+        self.sync();
+    }
+
+    /// Create a devbox with `ENV=config:secret` bindings; returns env var -> token.
+    pub(crate) fn devbox(
+        &self,
+        name: &str,
+        addresses: &[&str],
+        bindings: &[&str],
+    ) -> std::collections::HashMap<String, String> {
+        let mut ws = self.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::devbox_create(
+            &mut ws,
+            name,
+            addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            bindings
+                .iter()
+                .map(|b| b.parse::<BindingSpec>().unwrap())
+                .collect(),
+        )
+        .unwrap();
+        drop(_l);
+        self.sync();
+        manage::devbox_env(&ws, name).unwrap().into_iter().collect()
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        Client::new(&self.url, &self.ca_file, false)
+    }
+
+    pub(crate) fn client_h2(&self) -> Client {
+        Client::new(&self.url, &self.ca_file, true)
+    }
+
+    /// Wait (up to 2 s) until `f` holds; returns how long it took.
+    pub(crate) async fn eventually<F, Fut>(mut f: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            if f().await {
+                return start.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("condition not met within 2 s");
+    }
+}
