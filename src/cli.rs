@@ -53,6 +53,15 @@ pub(crate) enum Command {
     },
     /// Validate the configuration and state exactly as start-up does.
     Check,
+    /// Serve only the demo's sample upstream MCP server (for smoke tests and benchmarks).
+    SampleUpstream {
+        /// Address to listen on (plain HTTP).
+        #[arg(long, default_value = "127.0.0.1:3900")]
+        listen: SocketAddr,
+        /// The bearer secret it requires.
+        #[arg(long, env = "MCP_HUB_SAMPLE_SECRET", hide_env_values = true)]
+        secret: String,
+    },
     /// The hub's certificate authority.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -251,6 +260,19 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     s.live_bindings()
                 );
             }
+            Ok(())
+        }
+        Command::SampleUpstream { listen, secret } => {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!(
+                "sample upstream MCP server on http://{}/mcp",
+                l.local_addr()?
+            );
+            mcp_hub::demo::upstream::SampleServer::new(&secret)
+                .serve(l)
+                .await;
             Ok(())
         }
         Command::Ca(c) => ca(&cfg, c),
