@@ -11,7 +11,6 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, Snapshot};
-use crate::mcp::gateway::Gateway;
 use crate::server::{self, ServeOptions};
 use crate::tls::{self, TlsError};
 
@@ -112,7 +111,7 @@ pub async fn serve(
         prepared.state.clone(),
         hup,
     ));
-    let gateway = Arc::new(Gateway::new(prepared.state.clone()));
-    server::serve(listener, gateway, opts, shutdown).await;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    server::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
     watcher.abort();
 }

@@ -10,6 +10,10 @@ use mcp_hub::app::StartError;
 use mcp_hub::config::ConfigError;
 use mcp_hub::manage::ManageError;
 
+/// mimalloc: glibc malloc/free were the largest item in the gateway's profile under load (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EX_USAGE: u8 = 64;
 const EX_CONFIG: u8 = 78;
 

@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use arc_swap::ArcSwap;
+
+use crate::config::Snapshot;
 use crate::mcp::gateway::Gateway;
 
 /// Time a client gets to complete the TLS handshake.
@@ -33,28 +36,95 @@ pub struct ServeOptions {
     pub grace: Duration,
 }
 
+/// Serve the gateway with `workers` threads, each running a single-threaded runtime with its own accept
+/// loop (on a duplicate of the listening socket) and its own upstream connection pool, until `shutdown`
+/// resolves; then every worker drains.
+///
+/// Why not one multi-threaded runtime: a proxied request crosses from the client's connection task to the
+/// upstream connection's task and back. On a work-stealing runtime those hops are often cross-thread
+/// wake-ups, which dominated the profile once allocation was fixed. Keeping a connection, its upstream
+/// pool and every task they spawn on one thread is how nginx's workers avoid the same cost.
+pub async fn serve_workers(
+    listener: TcpListener,
+    state: Arc<ArcSwap<Snapshot>>,
+    opts: ServeOptions,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot hand the listener to workers");
+            return;
+        }
+    };
+    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut done = Vec::new();
+    for i in 0..workers.max(1) {
+        let l = match std_listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot duplicate the listener; running fewer workers");
+                break;
+            }
+        };
+        let (state, opts, limit, mut stop) =
+            (state.clone(), opts.clone(), limit.clone(), stop_rx.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("mcp-hub-w{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Worker runtime failed to start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "Worker cannot register the listener");
+                            return;
+                        }
+                    };
+                    let gateway = Arc::new(Gateway::new(state));
+                    serve(listener, gateway, opts, limit, async move {
+                        let _ = stop.wait_for(|v| *v).await;
+                    })
+                    .await;
+                });
+                drop(done_tx);
+            });
+        match spawned {
+            Ok(_) => done.push(done_rx),
+            Err(e) => tracing::error!(error = %e, "Cannot start a worker thread"),
+        }
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for d in done {
+        let _ = d.await;
+    }
+}
+
 /// Serve the gateway on `listener` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     opts: ServeOptions,
+    limit: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(opts.tls.clone());
-    let limit = Arc::new(Semaphore::new(opts.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
+    let h1 = Arc::new(http_builder().http1_only());
+    let h2 = Arc::new(http_builder().http2_only());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -76,7 +146,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
-        let builder = builder.clone();
+        let (h1, h2) = (h1.clone(), h2.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -92,6 +162,11 @@ pub async fn serve(
                     return;
                 }
             };
+            let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                h2
+            } else {
+                h1
+            };
             serve_connection(tls, peer, gateway, &builder, watcher).await;
         });
     }
@@ -100,6 +175,21 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("All connections drained"),
         () = tokio::time::sleep(opts.grace) => tracing::warn!("Grace period over; closing remaining connections"),
     }
+}
+
+/// HTTP settings shared by both protocols. ALPN picks the protocol, so each connection is served by an
+/// `http1_only` or `http2_only` builder instead of sniffing for the h2 preface.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
 }
 
 async fn serve_connection<S>(

@@ -12,10 +12,13 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 
+use super::headers as mcp_headers;
 use super::jsonrpc::{self, code};
 use super::relay::{self, RelayCtx};
 use super::respond::{self, Body};
@@ -30,13 +33,13 @@ pub const MODERN_PROTOCOL: &str = "2026-07-28";
 
 /// Request headers copied to the upstream. Everything else (Authorization, Cookie, Origin, Host,
 /// forwarding headers) is dropped.
-const FORWARD_REQUEST_HEADERS: &[&str] = &[
-    "content-type",
-    "mcp-protocol-version",
-    "last-event-id",
-    "mcp-method",
-    "mcp-name",
-    "user-agent",
+const FORWARD_REQUEST_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    mcp_headers::PROTOCOL_VERSION,
+    mcp_headers::LAST_EVENT_ID,
+    mcp_headers::METHOD,
+    mcp_headers::NAME,
+    header::USER_AGENT,
 ];
 
 /// The gateway's shared state.
@@ -149,14 +152,14 @@ impl Gateway {
                 "unsupported_media_type",
             );
         }
-        let body = match read_body(body, gw).await {
+        let raw = match read_body(body, gw).await {
             Ok(b) => b,
             Err(r) => {
                 audit::denial(ctx.peer, Some(&ctx.who), "bad_body", r.status().as_u16());
                 return r;
             }
         };
-        let msg: Value = match serde_json::from_slice(&body) {
+        let msg: Value = match serde_json::from_slice(&raw) {
             Ok(v) => v,
             Err(e) => {
                 audit::denial(ctx.peer, Some(&ctx.who), "parse_error", 400);
@@ -195,7 +198,10 @@ impl Gateway {
             // Everything was answered by the hub itself.
             return relay::local_only(local, batch);
         };
-        let body = if forward.len() == 1 && !batch {
+        // Nothing screened out: forward the client's bytes as they came, without re-serialising.
+        let body = if local.responses.is_empty() {
+            Ok(raw.to_vec())
+        } else if forward.len() == 1 && !batch {
             serde_json::to_vec(&forward[0])
         } else {
             serde_json::to_vec(&forward)
@@ -251,7 +257,7 @@ impl Gateway {
     ) -> Response<Body> {
         let gw = &ctx.snap.config.gateway;
         let server = ctx.binding.config.name.clone();
-        let session = match headers.get("mcp-session-id") {
+        let session = match headers.get(mcp_headers::SESSION_ID) {
             None => None,
             Some(v) => {
                 let opened = v
@@ -418,7 +424,7 @@ fn is_json(h: &HeaderMap) -> bool {
 }
 
 fn is_modern(h: &HeaderMap) -> bool {
-    h.get("mcp-protocol-version")
+    h.get(mcp_headers::PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v >= MODERN_PROTOCOL)
 }
@@ -485,7 +491,7 @@ fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
         return Ok(());
     };
     let is_req = jsonrpc::is_request(msg);
-    match h.get("mcp-method").map(|v| v.to_str()) {
+    match h.get(mcp_headers::METHOD).map(|v| v.to_str()) {
         None if modern && is_req => {
             return Err("Header mismatch: Mcp-Method header is required".into());
         }
@@ -507,7 +513,7 @@ fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
         _ => return Ok(()),
     };
     match h
-        .get("mcp-name")
+        .get(mcp_headers::NAME)
         .map(|v| v.to_str().ok().and_then(decode_header_value))
     {
         None if modern => Err("Header mismatch: Mcp-Name header is required".into()),
@@ -587,9 +593,9 @@ fn build_upstream_request(
     let uri: Uri = b.config.endpoint.clone();
     let mut req = Request::builder().method(method.clone()).uri(uri);
     let h = req.headers_mut().ok_or("invalid request")?;
-    for name in FORWARD_REQUEST_HEADERS {
-        for v in client.get_all(*name) {
-            h.append(*name, v.clone());
+    for name in &FORWARD_REQUEST_HEADERS {
+        for v in client.get_all(name) {
+            h.append(name.clone(), v.clone());
         }
     }
     for (name, v) in client {
@@ -605,7 +611,7 @@ fn build_upstream_request(
     h.insert(header::ACCEPT, HeaderValue::from_static(accept));
     if let Some(s) = session {
         h.insert(
-            "mcp-session-id",
+            mcp_headers::SESSION_ID,
             HeaderValue::from_str(s).map_err(|_| "session id is not valid")?,
         );
     }

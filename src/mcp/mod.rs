@@ -10,3 +10,21 @@ pub mod respond;
 pub mod session;
 pub mod sse;
 pub mod upstream;
+
+/// MCP header names, as constants: lookups by `HeaderName` skip parsing and hashing a string each time.
+pub mod headers {
+    use http::HeaderName;
+
+    /// `Mcp-Session-Id`.
+    pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+    /// `MCP-Protocol-Version`.
+    pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+    /// `Mcp-Method` (2026-07-28).
+    pub const METHOD: HeaderName = HeaderName::from_static("mcp-method");
+    /// `Mcp-Name` (2026-07-28).
+    pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
+    /// `Last-Event-ID`.
+    pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+    /// `X-Accel-Buffering`.
+    pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+}

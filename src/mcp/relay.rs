@@ -15,8 +15,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use super::headers as mcp_headers;
 use super::jsonrpc::{self, code};
 use super::respond::{self, Body, BoxError};
 use super::session;
@@ -25,13 +28,13 @@ use crate::audit::{self, Verdict, Who};
 use crate::config::snapshot::Binding;
 
 /// Response headers copied from the upstream.
-const FORWARD_RESPONSE_HEADERS: &[&str] = &[
-    "content-type",
-    "cache-control",
-    "x-accel-buffering",
-    "mcp-protocol-version",
-    "retry-after",
-    "allow",
+const FORWARD_RESPONSE_HEADERS: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    mcp_headers::X_ACCEL_BUFFERING,
+    mcp_headers::PROTOCOL_VERSION,
+    header::RETRY_AFTER,
+    header::ALLOW,
 ];
 
 /// What the hub answered itself, and what it must remember about the forwarded part.
@@ -93,35 +96,33 @@ struct CallTracker {
 }
 
 impl CallTracker {
-    fn observe(&mut self, msg: &Value) {
+    fn observe(&mut self, msgs: &[Peek]) {
         if self.pending.is_empty() {
             return;
         }
-        if let Value::Array(items) = msg {
-            items.iter().for_each(|m| self.observe(m));
-            return;
-        }
-        let Some(id) = msg.get("id") else { return };
-        if msg.get("method").is_some() {
-            return; // a server-to-client request reusing an id space, not our response
-        }
-        if let Some(pos) = self.pending.iter().position(|(pid, _)| pid == id) {
-            let (_, tool) = self.pending.swap_remove(pos);
-            let outcome = if msg.get("error").is_some() {
-                "error"
-            } else if msg.pointer("/result/isError") == Some(&Value::Bool(true)) {
-                "tool_error"
-            } else {
-                "ok"
+        for m in msgs {
+            // A server-to-client request may reuse an id: only responses complete a call.
+            let (Some(id), None) = (&m.id, &m.method) else {
+                continue;
             };
-            audit::tool_call(
-                &self.who,
-                &tool,
-                Verdict::Allow,
-                "allowed_tools",
-                outcome,
-                self.started.elapsed(),
-            );
+            if let Some(pos) = self.pending.iter().position(|(pid, _)| pid == id) {
+                let (_, tool) = self.pending.swap_remove(pos);
+                let outcome = if m.error.is_some() {
+                    "error"
+                } else if m.result.as_ref().and_then(|r| r.is_error) == Some(true) {
+                    "tool_error"
+                } else {
+                    "ok"
+                };
+                audit::tool_call(
+                    &self.who,
+                    &tool,
+                    Verdict::Allow,
+                    "allowed_tools",
+                    outcome,
+                    self.started.elapsed(),
+                );
+            }
         }
     }
 
@@ -139,6 +140,47 @@ impl CallTracker {
     }
 }
 
+/// What the relay needs from an upstream message, read without building a JSON tree: the full `Value`
+/// is built only for messages that carry a `tools` list to filter.
+#[derive(Deserialize)]
+struct Peek {
+    id: Option<Value>,
+    method: Option<IgnoredAny>,
+    error: Option<IgnoredAny>,
+    result: Option<PeekResult>,
+}
+
+#[derive(Deserialize)]
+struct PeekResult {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+    tools: Option<IgnoredAny>,
+}
+
+/// Peek at a JSON message or batch; `None` if it is not one.
+fn peek(b: &[u8]) -> Option<Vec<Peek>> {
+    match b.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice::<Peek>(b).ok().map(|p| vec![p]),
+        Some(b'[') => serde_json::from_slice::<Vec<Peek>>(b).ok(),
+        _ => None,
+    }
+}
+
+fn has_tools(peeks: &[Peek]) -> bool {
+    peeks
+        .iter()
+        .any(|p| p.result.as_ref().is_some_and(|r| r.tools.is_some()))
+}
+
+/// Filter the tools lists in a JSON message; `None` when it needed no change.
+fn filter_json(b: &[u8], rc: &RelayCtx) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(b).ok()?;
+    if !jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
+        return None;
+    }
+    serde_json::to_vec(&v).ok()
+}
+
 impl Drop for CallTracker {
     fn drop(&mut self) {
         self.finish("no_response");
@@ -154,15 +196,18 @@ fn content_type(h: &HeaderMap) -> &str {
 /// Copy allowlisted headers, sealing the session id and scrubbing the secret.
 fn response_headers(rc: &RelayCtx, up: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for name in FORWARD_RESPONSE_HEADERS {
-        for v in up.get_all(*name) {
-            h.append(HeaderName::from_static(name), scrub_header(rc, v));
+    for name in &FORWARD_RESPONSE_HEADERS {
+        for v in up.get_all(name) {
+            h.append(name.clone(), scrub_header(rc, v));
         }
     }
-    if let Some(sid) = up.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+    if let Some(sid) = up
+        .get(mcp_headers::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    {
         let sealed = session::seal(&rc.session_key, &rc.binding.token_id, sid);
         if let Ok(v) = HeaderValue::from_str(&sealed) {
-            h.insert("mcp-session-id", v);
+            h.insert(mcp_headers::SESSION_ID, v);
         }
     }
     h
@@ -254,21 +299,23 @@ pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, local: Local) -> Re
     let mut status = parts.status;
     let mut headers = headers;
     let is_json = content_type(&parts.headers).starts_with("application/json");
-    let body = match (is_json, serde_json::from_slice::<Value>(&bytes)) {
-        (true, Ok(mut v)) => {
-            tracker.observe(&v);
-            let changed =
-                jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern);
-            if local.responses.is_empty() {
-                if changed {
-                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-                } else {
-                    bytes
-                }
+    let peeked = if is_json { peek(&bytes) } else { None };
+    let body = match peeked {
+        Some(peeks) => {
+            tracker.observe(&peeks);
+            let filtered = if has_tools(&peeks) {
+                filter_json(&bytes, &rc)
             } else {
-                let mut all = match v {
-                    Value::Array(a) => a,
-                    other => vec![other],
+                None
+            };
+            let bytes = filtered.map(Bytes::from).unwrap_or(bytes);
+            if local.responses.is_empty() {
+                bytes
+            } else {
+                let mut all = match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(Value::Array(a)) => a,
+                    Ok(other) => vec![other],
+                    Err(_) => Vec::new(),
                 };
                 all.extend(local.responses);
                 Bytes::from(serde_json::to_vec(&Value::Array(all)).unwrap_or_default())
@@ -313,10 +360,10 @@ impl SseRelay {
         let rc = &self.rc;
         let mut ev = ev;
         if let Some(d) = sse::data(&ev).filter(|d| !d.is_empty()) {
-            if let Ok(mut v) = serde_json::from_slice::<Value>(&d) {
-                self.tracker.observe(&v);
-                if jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
-                    if let Ok(j) = serde_json::to_vec(&v) {
+            if let Some(peeks) = peek(&d) {
+                self.tracker.observe(&peeks);
+                if has_tools(&peeks) {
+                    if let Some(j) = filter_json(&d, rc) {
                         ev = sse::replace_data(&ev, &j);
                     }
                 }
