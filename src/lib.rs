@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod manage;
 pub mod mcp;
+pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod state;

@@ -1,0 +1,258 @@
+//! Egress policy: a pure function from (devbox policy, destination) to a verdict with a stable reason.
+//! No I/O here; the proxy resolves names and hands the addresses back for `admit`.
+//!
+//! Two steps, because a name is judged before it is resolved and its addresses after:
+//! 1. `decide(policy, env, target)`: may this devbox talk to this destination at all?
+//! 2. `admit(allowance, env, addrs, port)`: are the resolved addresses acceptable? Only this builds an
+//!    `Allowed`, and the dialler accepts nothing else, so an unchecked address cannot be dialled.
+
+pub mod host;
+pub mod ip;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use host::{HostPattern, Target};
+use ip::IpClass;
+
+use crate::config::snapshot::canonical_ip;
+
+/// A `[[network_policies]]` entry, validated.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Any destination (still never the hub itself, nor private addresses unless allowed).
+    pub allow_all: bool,
+    /// Names (and raw IPs) the devbox may reach.
+    pub allowed_hostnames: Vec<HostPattern>,
+    /// Other devboxes' addresses.
+    pub allow_devbox_to_devbox: bool,
+    /// The MCP gateway (`RL_MCP_URL`'s host), served by the hub itself.
+    pub allow_mcp_gateway: bool,
+    /// The hosts configured as the agent gateway.
+    pub allow_agent_gateway: bool,
+}
+
+/// Facts about the deployment the policy needs.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// The MCP gateway's host name (normalised).
+    pub gateway_host: String,
+    /// Hosts that make up the agent gateway.
+    pub agent_gateway_hosts: Vec<HostPattern>,
+    /// Every devbox's source addresses.
+    pub devbox_addrs: HashSet<IpAddr>,
+    /// Non-public ranges the operator allows as destinations.
+    pub allowed_private_ranges: Vec<ipnet::IpNet>,
+    /// The hub's own socket addresses (loop guard).
+    pub self_addrs: HashSet<SocketAddr>,
+    /// The hub's own ports (loop guard for wildcard listeners).
+    pub self_ports: HashSet<u16>,
+}
+
+/// Why a destination is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// Served by the hub's MCP gateway; never dialled.
+    McpGateway,
+    /// An agent-gateway host.
+    AgentGateway,
+    /// Matched `allowed_hostnames`.
+    Hostname,
+    /// `allow_all`.
+    AllowAll,
+    /// Another devbox under `allow_devbox_to_devbox`.
+    DevboxToDevbox,
+}
+
+impl Allowance {
+    /// Stable reason code for audit and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::McpGateway => "mcp_gateway",
+            Self::AgentGateway => "agent_gateway",
+            Self::Hostname => "allowed_hostname",
+            Self::AllowAll => "allow_all",
+            Self::DevboxToDevbox => "devbox_to_devbox",
+        }
+    }
+}
+
+/// Why a connection is refused. Stable codes: they go into `X-Proxy-Error`, audit lines and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The source address belongs to no devbox.
+    UnknownDevbox,
+    /// The devbox has no network policy.
+    NoNetworkPolicy,
+    /// The name matches nothing in `allowed_hostnames`.
+    NotInAllowedHostnames,
+    /// MCP gateway without `allow_mcp_gateway`.
+    McpGatewayNotAllowed,
+    /// Agent gateway without `allow_agent_gateway`.
+    AgentGatewayNotAllowed,
+    /// A raw IP destination no policy allows.
+    RawIp,
+    /// Resolved to (or is) a non-public address without an operator allowance.
+    PrivateAddress,
+    /// Another devbox without `allow_devbox_to_devbox`.
+    DevboxToDevboxNotAllowed,
+    /// The hub's own listeners.
+    LoopToHub,
+    /// Unparseable host.
+    InvalidHost,
+    /// The name did not resolve.
+    ResolveFailed,
+    /// Neither TLS with SNI nor HTTP with Host, and nothing allows opaque TCP there.
+    NoHostname,
+    /// SNI, Host and request target disagree.
+    HostMismatch,
+}
+
+impl DenyReason {
+    /// Stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownDevbox => "unknown_devbox",
+            Self::NoNetworkPolicy => "no_network_policy",
+            Self::NotInAllowedHostnames => "not_in_allowed_hostnames",
+            Self::McpGatewayNotAllowed => "mcp_gateway_not_allowed",
+            Self::AgentGatewayNotAllowed => "agent_gateway_not_allowed",
+            Self::RawIp => "raw_ip",
+            Self::PrivateAddress => "private_address",
+            Self::DevboxToDevboxNotAllowed => "devbox_to_devbox_not_allowed",
+            Self::LoopToHub => "loop_to_hub",
+            Self::InvalidHost => "invalid_host",
+            Self::ResolveFailed => "resolve_failed",
+            Self::NoHostname => "no_hostname",
+            Self::HostMismatch => "host_mismatch",
+        }
+    }
+}
+
+/// The outcome of `decide`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on (addresses still to be admitted).
+    Allow(Allowance),
+    /// Refuse.
+    Deny(DenyReason),
+}
+
+/// Decide whether a devbox with `policy` may reach `target`.
+///
+/// Evaluation order (first match wins):
+/// 1. no policy: deny `no_network_policy` (default deny);
+/// 2. the MCP gateway host: `allow_mcp_gateway` or deny `mcp_gateway_not_allowed`;
+/// 3. an agent-gateway host: `allow_agent_gateway` or deny `agent_gateway_not_allowed`;
+/// 4. a raw IP of another devbox: `allow_devbox_to_devbox` or deny `devbox_to_devbox_not_allowed`;
+/// 5. `allow_all`: allow;
+/// 6. a matching `allowed_hostnames` entry: allow;
+/// 7. otherwise deny: `raw_ip` for IPs, `not_in_allowed_hostnames` for names.
+pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target) -> Verdict {
+    let Some(p) = policy else {
+        return Verdict::Deny(DenyReason::NoNetworkPolicy);
+    };
+    if let Target::Name(n) = target {
+        if *n == env.gateway_host {
+            return if p.allow_mcp_gateway {
+                Verdict::Allow(Allowance::McpGateway)
+            } else {
+                Verdict::Deny(DenyReason::McpGatewayNotAllowed)
+            };
+        }
+    }
+    if env.agent_gateway_hosts.iter().any(|h| h.matches(target)) {
+        return if p.allow_agent_gateway {
+            Verdict::Allow(Allowance::AgentGateway)
+        } else {
+            Verdict::Deny(DenyReason::AgentGatewayNotAllowed)
+        };
+    }
+    if let Target::Ip(ip) = target {
+        if env.devbox_addrs.contains(&canonical_ip(*ip)) {
+            return if p.allow_devbox_to_devbox {
+                Verdict::Allow(Allowance::DevboxToDevbox)
+            } else {
+                Verdict::Deny(DenyReason::DevboxToDevboxNotAllowed)
+            };
+        }
+    }
+    if p.allow_all {
+        return Verdict::Allow(Allowance::AllowAll);
+    }
+    if p.allowed_hostnames.iter().any(|h| h.matches(target)) {
+        return Verdict::Allow(Allowance::Hostname);
+    }
+    Verdict::Deny(match target {
+        Target::Ip(_) => DenyReason::RawIp,
+        Target::Name(_) => DenyReason::NotInAllowedHostnames,
+    })
+}
+
+/// A destination that passed both steps: the exact addresses the proxy may dial.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    allowance: Allowance,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Allowed {
+    /// Why it was allowed.
+    pub fn allowance(&self) -> Allowance {
+        self.allowance
+    }
+
+    /// The checked addresses, in resolver order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+/// Admit the resolved addresses of an allowed destination.
+///
+/// SECURITY: every address is classified, and one non-public address (without an operator allowance)
+/// refuses the whole answer, so a DNS answer mixing public and private addresses cannot be used to reach
+/// inside. The hub's own listeners are always refused (loops).
+///
+/// # Errors
+/// The reason for refusal.
+pub fn admit(
+    allowance: Allowance,
+    env: &Env,
+    addrs: &[IpAddr],
+    port: u16,
+) -> Result<Allowed, DenyReason> {
+    if addrs.is_empty() {
+        return Err(DenyReason::ResolveFailed);
+    }
+    let mut out = Vec::with_capacity(addrs.len());
+    for &a in addrs {
+        let a = canonical_ip(a);
+        let sa = SocketAddr::new(a, port);
+        if env.self_addrs.contains(&sa)
+            || (env.self_ports.contains(&port)
+                && (ip::classify(a) == IpClass::Loopback
+                    || env.self_addrs.iter().any(|s| s.ip() == a)))
+        {
+            return Err(DenyReason::LoopToHub);
+        }
+        let public = ip::classify(a) == IpClass::Public;
+        let devbox = allowance == Allowance::DevboxToDevbox && env.devbox_addrs.contains(&a);
+        let granted = env.allowed_private_ranges.iter().any(|r| r.contains(&a));
+        if !(public || devbox || granted) {
+            return Err(DenyReason::PrivateAddress);
+        }
+        out.push(sa);
+    }
+    Ok(Allowed {
+        allowance,
+        addrs: out,
+    })
+}
+
+#[cfg(test)]
+mod tests;
