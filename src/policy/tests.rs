@@ -152,7 +152,8 @@ fn admit_table() {
     use DenyReason as D;
     let e = env();
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-    let cases: &[(Allowance, &[&str], u16, Result<(), D>)] = &[
+    type Case<'a> = (Allowance, &'a [&'a str], u16, Result<(), D>);
+    let cases: &[Case<'_>] = &[
         (Allowance::Hostname, &["140.82.112.3"], 443, Ok(())),
         (
             Allowance::Hostname,
