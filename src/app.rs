@@ -92,17 +92,58 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         })
 }
 
+/// The egress proxy's listeners (each optional: `[egress]` may enable none).
+#[derive(Debug, Default)]
+pub struct EgressListeners {
+    /// For connections redirected by nftables.
+    pub transparent: Option<TcpListener>,
+    /// For `HTTPS_PROXY`/`HTTP_PROXY` clients.
+    pub explicit: Option<TcpListener>,
+}
+
+impl EgressListeners {
+    /// Bound addresses, for the loop guard and for tests.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        [&self.transparent, &self.explicit]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Bind the egress listeners `[egress]` configures.
+///
+/// # Errors
+/// If an address cannot be bound.
+pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartError> {
+    let eg = prepared.state.load().config.egress.clone();
+    let transparent = match eg.transparent_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let explicit = match eg.explicit_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    Ok(EgressListeners {
+        transparent,
+        explicit,
+    })
+}
+
 /// Serve until `shutdown`; `hup` forces a reload.
 pub async fn serve(
     prepared: Prepared,
     listener: TcpListener,
+    egress: EgressListeners,
     grace: Duration,
     hup: tokio::sync::mpsc::Receiver<()>,
     shutdown: impl Future<Output = ()>,
 ) {
     let snap = prepared.state.load_full();
     let opts = ServeOptions {
-        tls: prepared.tls,
+        tls: prepared.tls.clone(),
         max_connections: snap.config.gateway.max_connections,
         grace,
     };
@@ -111,7 +152,35 @@ pub async fn serve(
         prepared.state.clone(),
         hup,
     ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut bound = egress.addrs();
+    bound.extend(listener.local_addr().ok());
+    let proxy = Arc::new(crate::proxy::Egress::new(
+        prepared.state.clone(),
+        prepared.tls.clone(),
+        bound,
+    ));
+    let mut tasks = Vec::new();
+    for (l, mode) in [
+        (egress.transparent, crate::proxy::Mode::Transparent),
+        (egress.explicit, crate::proxy::Mode::Explicit),
+    ] {
+        if let Some(l) = l {
+            let mut stop = stop_rx.clone();
+            tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), mode = ?mode, "Egress proxy ready");
+            tasks.push(tokio::spawn(proxy.clone().serve(l, mode, async move {
+                let _ = stop.wait_for(|v| *v).await;
+            })));
+        }
+    }
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     server::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
+    for t in tasks {
+        let _ = t.await;
+    }
     watcher.abort();
 }

@@ -169,9 +169,19 @@ pub(crate) enum DevboxCmd {
         /// Source address the host sees the devbox at (repeatable). Tokens are refused from elsewhere.
         #[arg(long = "address")]
         addresses: Vec<IpAddr>,
+        /// Its network policy (a [[network_policies]] name); without one it has no network at all.
+        #[arg(long)]
+        network_policy: Option<String>,
         /// ENV_VAR=MCP_CONFIG:SECRET, e.g. GITHUB_MCP_SECRET=github:GITHUB_MCP_TOKEN (repeatable).
         #[arg(long = "mcp")]
         mcp: Vec<BindingSpec>,
+    },
+    /// Set (or with no POLICY, clear) a devbox's network policy.
+    SetPolicy {
+        /// Devbox name.
+        name: String,
+        /// A [[network_policies]] name.
+        policy: Option<String>,
     },
     /// Add MCP bindings to a devbox.
     Bind {
@@ -425,16 +435,25 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
         DevboxCmd::Create {
             name,
             addresses,
+            network_policy,
             mcp,
         } => {
             let _l = manage::lock(ws.paths())?;
-            manage::devbox_create(&mut ws, &name, addresses, mcp)?;
+            manage::devbox_create(&mut ws, &name, addresses, network_policy, mcp)?;
             print_env(&manage::devbox_env(&ws, &name)?, as_json);
         }
         DevboxCmd::Bind { name, mcp } => {
             let _l = manage::lock(ws.paths())?;
             manage::devbox_bind(&mut ws, &name, mcp)?;
             print_env(&manage::devbox_env(&ws, &name)?, as_json);
+        }
+        DevboxCmd::SetPolicy { name, policy } => {
+            let _l = manage::lock(ws.paths())?;
+            manage::devbox_set_policy(&mut ws, &name, policy.clone())?;
+            println!(
+                "devbox {name}: network policy {}",
+                policy.as_deref().unwrap_or("(none: no network)")
+            );
         }
         DevboxCmd::Unbind { name, env_var } => {
             let _l = manage::lock(ws.paths())?;
@@ -447,7 +466,7 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
                 .list
                 .iter()
                 .map(|d| {
-                    json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms,
+                    json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms, "network_policy": d.network_policy,
                            "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret,
                                   "token": if ws.tokens.get(&d.name, e).is_some() { "active" } else { "revoked" }}))).collect::<serde_json::Map<_, _>>()})
                 })
@@ -538,9 +557,10 @@ async fn run(cfg: PathBuf, grace: Duration) -> anyhow::Result<()> {
     let prepared = app::prepare(&cfg)?;
     let listen = prepared.state.load().config.gateway.listen;
     let listener = app::bind(listen).await?;
+    let egress = app::bind_egress(&prepared).await?;
     let (hup, shutdown) = signals()?;
     tracing::info!(listen = %listener.local_addr()?, url = %prepared.state.load().config.gateway.url, "mcp-hub gateway ready");
-    app::serve(prepared, listener, grace, hup, shutdown).await;
+    app::serve(prepared, listener, egress, grace, hup, shutdown).await;
     Ok(())
 }
 
@@ -551,6 +571,14 @@ async fn demo(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let prepared = app::prepare(&setup.config_file)?;
     let (hup, shutdown) = signals()?;
     println!("{}", mcp_hub::demo::instructions(&setup));
-    app::serve(prepared, listener, Duration::from_secs(5), hup, shutdown).await;
+    app::serve(
+        prepared,
+        listener,
+        app::EgressListeners::default(),
+        Duration::from_secs(5),
+        hup,
+        shutdown,
+    )
+    .await;
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod manage;
 pub mod mcp;
 pub mod policy;
+pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod state;

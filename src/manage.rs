@@ -479,6 +479,7 @@ pub fn devbox_create(
     ws: &mut Workspace,
     name: &str,
     addresses: Vec<IpAddr>,
+    network_policy: Option<String>,
     bindings: Vec<BindingSpec>,
 ) -> Result<(), ManageError> {
     if ws.devboxes.get(name).is_some() {
@@ -490,6 +491,7 @@ pub fn devbox_create(
         name: name.into(),
         addresses,
         create_time_ms: fsutil::now_ms(),
+        network_policy,
         mcp: Default::default(),
     });
     devbox_bind_inner(ws, name, bindings)?;
@@ -637,6 +639,28 @@ pub fn devbox_rotate(ws: &mut Workspace, name: &str, env_var: &str) -> Result<()
         })?;
     ws.commit(Changed {
         tokens: true,
+        ..Default::default()
+    })
+}
+
+/// `devbox set-policy`: name the devbox's network policy (`None`: no network at all).
+///
+/// # Errors
+/// Unknown devbox or policy.
+pub fn devbox_set_policy(
+    ws: &mut Workspace,
+    name: &str,
+    policy: Option<String>,
+) -> Result<(), ManageError> {
+    let d = ws
+        .devboxes
+        .list
+        .iter_mut()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
+    d.network_policy = policy;
+    ws.commit(Changed {
+        devboxes: true,
         ..Default::default()
     })
 }

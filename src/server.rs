@@ -177,6 +177,29 @@ pub async fn serve(
     }
 }
 
+/// Serve one already-TLS-terminated connection (an intercepted devbox connection) with the gateway.
+pub async fn serve_one<S>(
+    tls: tokio_rustls::server::TlsStream<S>,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let builder = if h2 {
+        http_builder().http2_only()
+    } else {
+        http_builder().http1_only()
+    };
+    let svc = service_fn(move |req| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
+    });
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+        tracing::debug!(client.addr = %peer, error = %e, "Intercepted connection ended with error");
+    }
+}
+
 /// HTTP settings shared by both protocols. ALPN picks the protocol, so each connection is served by an
 /// `http1_only` or `http2_only` builder instead of sniffing for the h2 preface.
 fn http_builder() -> auto::Builder<TokioExecutor> {

@@ -143,6 +143,31 @@ pub struct McpConfig {
     pub credential: CredentialPlacement,
 }
 
+/// `[egress]` after validation. Without it the egress listeners are off.
+#[derive(Debug, Clone, Default)]
+pub struct EgressSettings {
+    /// Listener for connections redirected by nftables.
+    pub transparent_listen: Option<SocketAddr>,
+    /// Listener for clients that honour `HTTPS_PROXY`/`HTTP_PROXY`.
+    pub explicit_listen: Option<SocketAddr>,
+    /// DNS responder for devboxes.
+    pub dns_listen: Option<SocketAddr>,
+    /// Host-side interfaces devbox traffic arrives on (for `mcp-hub firewall`).
+    pub devbox_interfaces: Vec<String>,
+    /// Addresses the DNS responder gives for the gateway host (the hub as devboxes reach it).
+    pub gateway_addresses: Vec<std::net::IpAddr>,
+    /// Non-public destination ranges the operator allows.
+    pub allowed_private_ranges: Vec<ipnet::IpNet>,
+    /// Hosts that make up the agent gateway (`allow_agent_gateway`).
+    pub agent_gateway_hosts: Vec<crate::policy::host::HostPattern>,
+    /// Upstream TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout of established tunnels (no data either way).
+    pub idle_timeout: Duration,
+    /// Time to receive a whole TLS ClientHello or HTTP request head.
+    pub client_hello_timeout: Duration,
+}
+
 /// The validated `hub.toml`.
 #[derive(Debug)]
 pub struct Config {
@@ -152,9 +177,18 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// Upstream MCP servers.
     pub mcp_configs: Vec<Arc<McpConfig>>,
+    /// Egress proxy settings.
+    pub egress: EgressSettings,
+    /// Network policies devboxes name.
+    pub network_policies: Vec<Arc<crate::policy::NetworkPolicy>>,
 }
 
 impl Config {
+    /// Find a network policy by name.
+    pub fn network_policy(&self, name: &str) -> Option<&Arc<crate::policy::NetworkPolicy>> {
+        self.network_policies.iter().find(|p| p.name == name)
+    }
+
     /// Find a config by name or id.
     pub fn mcp_config(&self, name_or_id: &str) -> Option<&Arc<McpConfig>> {
         self.mcp_configs

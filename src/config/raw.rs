@@ -48,3 +48,37 @@ pub(crate) struct RawCredential {
     pub(crate) header: String,
     pub(crate) value: String,
 }
+
+/// `[egress]`: the forward proxy devboxes are routed through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgress {
+    pub(crate) transparent_listen: Option<String>,
+    pub(crate) explicit_listen: Option<String>,
+    pub(crate) dns_listen: Option<String>,
+    pub(crate) devbox_interfaces: Option<Vec<String>>,
+    pub(crate) gateway_addresses: Option<Vec<String>>,
+    pub(crate) allowed_private_ranges: Option<Vec<String>>,
+    pub(crate) agent_gateway_hosts: Option<Vec<String>>,
+    pub(crate) connect_timeout_ms: Option<u64>,
+    pub(crate) idle_timeout_ms: Option<u64>,
+    pub(crate) client_hello_timeout_ms: Option<u64>,
+}
+
+/// One `[[network_policies]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetworkPolicy {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) allow_all: bool,
+    #[serde(default)]
+    pub(crate) allowed_hostnames: Vec<String>,
+    #[serde(default)]
+    pub(crate) allow_devbox_to_devbox: bool,
+    #[serde(default)]
+    pub(crate) allow_mcp_gateway: bool,
+    #[serde(default)]
+    pub(crate) allow_agent_gateway: bool,
+}

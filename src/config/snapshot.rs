@@ -76,8 +76,21 @@ impl AuthFailure {
     }
 }
 
+/// A devbox as the egress proxy sees it: identified by source address.
+#[derive(Debug)]
+pub struct DevboxView {
+    /// Devbox name.
+    pub name: Arc<str>,
+    /// Its network policy; `None` means no network.
+    pub policy: Option<Arc<crate::policy::NetworkPolicy>>,
+}
+
 /// Everything the hub serves from, immutable once built.
 pub struct Snapshot {
+    /// Devboxes by source address (egress identity).
+    pub devbox_by_addr: HashMap<IpAddr, Arc<DevboxView>>,
+    /// Facts the egress policy needs.
+    pub policy_env: crate::policy::Env,
     /// Validated `hub.toml`.
     pub config: Arc<Config>,
     /// Devboxes as loaded.
@@ -142,7 +155,32 @@ impl Snapshot {
         let file = config.paths.devboxes_file.display().to_string();
         let mut issues = Vec::new();
         let mut bindings = HashMap::new();
+        let mut devbox_by_addr = HashMap::new();
         for (i, d) in devboxes.list.iter().enumerate() {
+            let policy = match &d.network_policy {
+                None => None,
+                Some(n) => match config.network_policy(n) {
+                    Some(p) => Some(p.clone()),
+                    None => {
+                        issues.push(ConfigIssue {
+                            file: file.clone(),
+                            path: format!("devboxes[{i}].network_policy"),
+                            message: format!(
+                                "{n:?} is not a [[network_policies]] name in {}",
+                                config.paths.config_file.display()
+                            ),
+                        });
+                        None
+                    }
+                },
+            };
+            let view = Arc::new(DevboxView {
+                name: d.name.as_str().into(),
+                policy,
+            });
+            for a in &d.addresses {
+                devbox_by_addr.insert(canonical_ip(*a), view.clone());
+            }
             let addresses: Arc<[IpAddr]> = d.addresses.clone().into();
             for (env, b) in &d.mcp {
                 let at = format!("devboxes[{i}].mcp.{env}");
@@ -204,7 +242,10 @@ impl Snapshot {
             return Err(ConfigError::Invalid(issues));
         }
         let session_key = key.map(TokenKey::session_key).unwrap_or_default();
+        let policy_env = policy_env(&config, &devbox_by_addr);
         Ok(Self {
+            devbox_by_addr,
+            policy_env,
             config: Arc::new(config),
             devboxes,
             tokens,
@@ -241,6 +282,52 @@ impl Snapshot {
     /// Number of bindings with a live token.
     pub fn live_bindings(&self) -> usize {
         self.bindings.len()
+    }
+}
+
+/// The policy's view of the deployment: gateway host, agent gateway, devbox addresses, and the hub's
+/// own addresses and ports for the loop guard (wildcard listeners expand to every local address).
+fn policy_env(config: &Config, devboxes: &HashMap<IpAddr, Arc<DevboxView>>) -> crate::policy::Env {
+    let e = &config.egress;
+    let listens: Vec<std::net::SocketAddr> = [
+        Some(config.gateway.listen),
+        e.transparent_listen,
+        e.explicit_listen,
+        e.dns_listen,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let local: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.filter_map(|i| i.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|s| IpAddr::V4(s.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut self_addrs = std::collections::HashSet::new();
+    for l in &listens {
+        if l.ip().is_unspecified() {
+            for ip in &local {
+                self_addrs.insert(std::net::SocketAddr::new(*ip, l.port()));
+            }
+        } else {
+            self_addrs.insert(std::net::SocketAddr::new(canonical_ip(l.ip()), l.port()));
+        }
+    }
+    crate::policy::Env {
+        gateway: crate::policy::host::parse_host(&config.gateway.host)
+            .ok()
+            .map(|t| (t, config.gateway.url.port_u16().unwrap_or(443))),
+        agent_gateway_hosts: e.agent_gateway_hosts.clone(),
+        devbox_addrs: devboxes.keys().copied().collect(),
+        allowed_private_ranges: e.allowed_private_ranges.clone(),
+        self_addrs,
+        self_ports: listens.iter().map(|l| l.port()).collect(),
     }
 }
 

@@ -447,7 +447,14 @@ pub(crate) fn config(
     if !version(table.get("version"), issues) {
         return None;
     }
-    const KNOWN: &[&str] = &["version", "hub", "gateway", "mcp_configs"];
+    const KNOWN: &[&str] = &[
+        "version",
+        "hub",
+        "gateway",
+        "mcp_configs",
+        "egress",
+        "network_policies",
+    ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
             issues.push(
@@ -459,13 +466,165 @@ pub(crate) fn config(
     let hub: RawHub = super::section(&table, "hub", issues).unwrap_or_default();
     let gw: RawGateway = super::section(&table, "gateway", issues).unwrap_or_default();
     let raws = super::array_section::<RawMcpConfig>(&table, "mcp_configs", issues);
+    let eg: super::raw::RawEgress = super::section(&table, "egress", issues).unwrap_or_default();
+    let np =
+        super::array_section::<super::raw::RawNetworkPolicy>(&table, "network_policies", issues);
     let paths = paths(&hub, config_file, issues);
     let base = config_file.parent().unwrap_or(Path::new("."));
     let gateway = gateway(&gw, base, issues);
     let mcp_configs = mcp_configs(raws, issues);
+    let egress = egress(&eg, issues);
+    let network_policies = network_policies(np, issues);
     Some(Config {
         paths,
         gateway,
         mcp_configs,
+        egress,
+        network_policies,
     })
+}
+
+fn socket(v: &Option<String>, key: &str, issues: &mut Issues<'_>) -> Option<SocketAddr> {
+    let s = v.as_deref()?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            issues.push(
+                format!("egress.{key}"),
+                format!("{s:?} is not an address:port; e.g. \"0.0.0.0:15001\""),
+            );
+            None
+        }
+    }
+}
+
+fn host_patterns(
+    v: &[String],
+    key: &str,
+    issues: &mut Issues<'_>,
+) -> Vec<crate::policy::host::HostPattern> {
+    let mut out = Vec::new();
+    for (i, h) in v.iter().enumerate() {
+        match crate::policy::host::HostPattern::parse(h) {
+            Ok(p) => out.push(p),
+            Err(m) => issues.push(format!("{key}[{i}]"), format!("{h:?}: {m}")),
+        }
+    }
+    out
+}
+
+pub(crate) fn egress(
+    raw: &super::raw::RawEgress,
+    issues: &mut Issues<'_>,
+) -> super::EgressSettings {
+    let mut gateway_addresses = Vec::new();
+    for (i, a) in raw.gateway_addresses.iter().flatten().enumerate() {
+        match a.parse() {
+            Ok(ip) => gateway_addresses.push(ip),
+            Err(_) => issues.push(
+                format!("egress.gateway_addresses[{i}]"),
+                format!("{a:?} is not an IP address"),
+            ),
+        }
+    }
+    let mut allowed_private_ranges = Vec::new();
+    for (i, r) in raw.allowed_private_ranges.iter().flatten().enumerate() {
+        match r.parse::<ipnet::IpNet>() {
+            Ok(n) if n.prefix_len() == 0 => issues.push(
+                format!("egress.allowed_private_ranges[{i}]"),
+                format!(
+                    "{r:?} would allow every address; list the private ranges devboxes may reach"
+                ),
+            ),
+            Ok(n) => allowed_private_ranges.push(n.trunc()),
+            Err(_) => issues.push(
+                format!("egress.allowed_private_ranges[{i}]"),
+                format!("{r:?} is not a CIDR range, e.g. \"10.20.0.0/16\""),
+            ),
+        }
+    }
+    let mut devbox_interfaces = Vec::new();
+    for (i, n) in raw.devbox_interfaces.iter().flatten().enumerate() {
+        let ok = !n.is_empty()
+            && n.len() < 16
+            && n.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'*')
+            });
+        if ok {
+            devbox_interfaces.push(n.clone());
+        } else {
+            issues.push(format!("egress.devbox_interfaces[{i}]"), format!("{n:?} is not an interface name (up to 15 of A-Z a-z 0-9 - _ . and a trailing * wildcard)"));
+        }
+    }
+    let ms = |v: Option<u64>, d: u64, key: &str, issues: &mut Issues<'_>| -> Duration {
+        let v = v.unwrap_or(d);
+        if v == 0 || v > 86_400_000 {
+            issues.push(
+                format!("egress.{key}"),
+                format!("{v} is out of range; use 1..86400000"),
+            );
+            return Duration::from_millis(d);
+        }
+        Duration::from_millis(v)
+    };
+    super::EgressSettings {
+        transparent_listen: socket(&raw.transparent_listen, "transparent_listen", issues),
+        explicit_listen: socket(&raw.explicit_listen, "explicit_listen", issues),
+        dns_listen: socket(&raw.dns_listen, "dns_listen", issues),
+        devbox_interfaces,
+        gateway_addresses,
+        allowed_private_ranges,
+        agent_gateway_hosts: host_patterns(
+            raw.agent_gateway_hosts.as_deref().unwrap_or(&[]),
+            "egress.agent_gateway_hosts",
+            issues,
+        ),
+        connect_timeout: ms(raw.connect_timeout_ms, 5_000, "connect_timeout_ms", issues),
+        idle_timeout: ms(raw.idle_timeout_ms, 600_000, "idle_timeout_ms", issues),
+        client_hello_timeout: ms(
+            raw.client_hello_timeout_ms,
+            5_000,
+            "client_hello_timeout_ms",
+            issues,
+        ),
+    }
+}
+
+pub(crate) fn network_policies(
+    raws: Vec<(usize, super::raw::RawNetworkPolicy)>,
+    issues: &mut Issues<'_>,
+) -> Vec<Arc<crate::policy::NetworkPolicy>> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raws {
+        if !is_valid_name(&r.name) {
+            issues.push(
+                format!("network_policies[{i}].name"),
+                format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ - .", r.name),
+            );
+            continue;
+        }
+        if !names.insert(r.name.clone()) {
+            issues.push(
+                format!("network_policies[{i}].name"),
+                format!("{:?} is used by another network policy", r.name),
+            );
+            continue;
+        }
+        let allowed_hostnames = host_patterns(
+            &r.allowed_hostnames,
+            &format!("network_policies[{i}].allowed_hostnames"),
+            issues,
+        );
+        out.push(Arc::new(crate::policy::NetworkPolicy {
+            name: r.name,
+            description: r.description.unwrap_or_default(),
+            allow_all: r.allow_all,
+            allowed_hostnames,
+            allow_devbox_to_devbox: r.allow_devbox_to_devbox,
+            allow_mcp_gateway: r.allow_mcp_gateway,
+            allow_agent_gateway: r.allow_agent_gateway,
+        }));
+    }
+    out
 }

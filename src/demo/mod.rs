@@ -126,7 +126,7 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
             mcp_config: "github".into(),
             secret: "GITHUB_MCP_TOKEN".into(),
         };
-        manage::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), vec![b])?;
+        manage::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), None, vec![b])?;
     } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {
         manage::devbox_rotate(&mut ws, DEMO_DEVBOX, "GITHUB_MCP_SECRET")?;
     }

@@ -103,6 +103,17 @@ impl Gateway {
             who,
         };
         let gw = &ctx.snap.config.gateway;
+        if !authority_matches(gw, &req) {
+            // SECURITY: a TLS session for the gateway cannot be used to address any other host.
+            audit::denial(peer, Some(&ctx.who), "host_mismatch", 421);
+            return respond::error(
+                StatusCode::MISDIRECTED_REQUEST,
+                Value::Null,
+                code::INVALID_REQUEST,
+                format!("this connection serves {} only", gw.host),
+                "host_mismatch",
+            );
+        }
         if let Err(r) = check_origin(gw, req.headers()) {
             audit::denial(peer, Some(&ctx.who), "origin_not_allowed", 403);
             return *r;
@@ -389,6 +400,30 @@ fn authenticate<B>(
         return Err(AuthFailure::Malformed);
     }
     snap.authenticate(token.trim(), peer.ip())
+}
+
+/// Stage: the request's authority (h2 `:authority`, an absolute-form target, or `Host`) names the
+/// gateway host. Absent authority is accepted (HTTP/1.0 clients).
+fn authority_matches<B>(gw: &GatewaySettings, req: &Request<B>) -> bool {
+    let strip = |a: &str| -> String {
+        let host = match a.strip_prefix('[') {
+            Some(r) => r.split(']').next().unwrap_or(r),
+            None => a.rsplit_once(':').map_or(a, |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    a
+                }
+            }),
+        };
+        host.trim_end_matches('.').to_ascii_lowercase()
+    };
+    let uri_ok = req.uri().host().is_none_or(|h| strip(h) == gw.host);
+    let host_ok = req
+        .headers()
+        .get(header::HOST)
+        .is_none_or(|h| h.to_str().is_ok_and(|h| strip(h) == gw.host));
+    uri_ok && host_ok
 }
 
 /// Stage: browsers must not drive the gateway from arbitrary pages (DNS rebinding). Agents send no Origin.

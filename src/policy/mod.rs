@@ -39,8 +39,8 @@ pub struct NetworkPolicy {
 /// Facts about the deployment the policy needs.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
-    /// The MCP gateway's host name (normalised).
-    pub gateway_host: String,
+    /// The MCP gateway's host (a name, or an IP when `RL_MCP_URL` uses one) and port.
+    pub gateway: Option<(Target, u16)>,
     /// Hosts that make up the agent gateway.
     pub agent_gateway_hosts: Vec<HostPattern>,
     /// Every devbox's source addresses.
@@ -146,24 +146,26 @@ pub enum Verdict {
 ///
 /// Evaluation order (first match wins):
 /// 1. no policy: deny `no_network_policy` (default deny);
-/// 2. the MCP gateway host: `allow_mcp_gateway` or deny `mcp_gateway_not_allowed`;
+/// 2. the MCP gateway (host and port of `RL_MCP_URL`): `allow_mcp_gateway` or deny `mcp_gateway_not_allowed`;
 /// 3. an agent-gateway host: `allow_agent_gateway` or deny `agent_gateway_not_allowed`;
 /// 4. a raw IP of another devbox: `allow_devbox_to_devbox` or deny `devbox_to_devbox_not_allowed`;
 /// 5. `allow_all`: allow;
 /// 6. a matching `allowed_hostnames` entry: allow;
 /// 7. otherwise deny: `raw_ip` for IPs, `not_in_allowed_hostnames` for names.
-pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target) -> Verdict {
+pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target, port: u16) -> Verdict {
     let Some(p) = policy else {
         return Verdict::Deny(DenyReason::NoNetworkPolicy);
     };
-    if let Target::Name(n) = target {
-        if *n == env.gateway_host {
-            return if p.allow_mcp_gateway {
-                Verdict::Allow(Allowance::McpGateway)
-            } else {
-                Verdict::Deny(DenyReason::McpGatewayNotAllowed)
-            };
-        }
+    if env
+        .gateway
+        .as_ref()
+        .is_some_and(|(h, gp)| h == target && *gp == port)
+    {
+        return if p.allow_mcp_gateway {
+            Verdict::Allow(Allowance::McpGateway)
+        } else {
+            Verdict::Deny(DenyReason::McpGatewayNotAllowed)
+        };
     }
     if env.agent_gateway_hosts.iter().any(|h| h.matches(target)) {
         return if p.allow_agent_gateway {

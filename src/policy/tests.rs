@@ -16,7 +16,7 @@ fn policy(allow_all: bool, hosts: &[&str]) -> NetworkPolicy {
 
 fn env() -> Env {
     Env {
-        gateway_host: "mcp.hub.internal".into(),
+        gateway: Some((Target::Name("mcp.hub.internal".into()), 443)),
         agent_gateway_hosts: vec![HostPattern::parse("api.anthropic.com").unwrap()],
         devbox_addrs: ["10.77.0.2".parse().unwrap(), "10.77.1.2".parse().unwrap()]
             .into_iter()
@@ -102,6 +102,12 @@ fn decide_table() {
             "mcp.hub.internal",
             Verdict::Deny(D::McpGatewayNotAllowed),
         ),
+        // The gateway host on another port is not the gateway.
+        (
+            Some(&strict),
+            "mcp.hub.internal:22",
+            Verdict::Deny(D::NotInAllowedHostnames),
+        ),
         (
             Some(&strict),
             "api.anthropic.com",
@@ -120,7 +126,7 @@ fn decide_table() {
         (Some(&d2d), "10.77.1.2", Verdict::Allow(A::DevboxToDevbox)),
         (
             Some(&d2d),
-            "::ffff:10.77.1.2",
+            "[::ffff:10.77.1.2]",
             Verdict::Allow(A::DevboxToDevbox),
         ),
         (Some(&open), "anything.example", Verdict::Allow(A::AllowAll)),
@@ -137,9 +143,10 @@ fn decide_table() {
         ),
     ];
     for (p, host, want) in cases {
-        let t = parse_host(host).unwrap();
+        let (h, port) = host::split_host_port(host, 443).unwrap();
+        let t = parse_host(h).unwrap();
         assert_eq!(
-            decide(*p, &e, &t),
+            decide(*p, &e, &t, port),
             *want,
             "{host} under {:?}",
             p.map(|p| p.allow_all)

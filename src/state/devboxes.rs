@@ -43,6 +43,9 @@ pub struct Devbox {
     /// When it was created.
     #[serde(default)]
     pub create_time_ms: u64,
+    /// Name of its `[[network_policies]]` entry; none means no network at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<String>,
     /// `ENV_VAR -> binding`.
     #[serde(default)]
     pub mcp: BTreeMap<String, McpBinding>,
@@ -183,6 +186,7 @@ mod tests {
             name: "box1".into(),
             addresses: vec!["10.0.0.2".parse().unwrap()],
             create_time_ms: 1,
+            network_policy: Some("default".into()),
             mcp: [(
                 "GITHUB_MCP_SECRET".to_string(),
                 McpBinding {

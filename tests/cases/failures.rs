@@ -154,7 +154,7 @@ async fn stalled_clients_time_out_and_do_not_block_others() {
         .await
         .unwrap();
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"jsonrpc\""
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"jsonrpc\""
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     // Meanwhile another client is served normally.

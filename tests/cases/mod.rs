@@ -1,4 +1,5 @@
 mod cli;
+mod egress;
 mod examples;
 mod failures;
 mod filtering;

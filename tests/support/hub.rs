@@ -16,6 +16,8 @@ pub(crate) struct Hub {
     _dir: tempfile::TempDir,
     pub(crate) config_file: PathBuf,
     pub(crate) ca_file: PathBuf,
+    /// (transparent, explicit) egress listener addresses, when configured.
+    pub(crate) egress: (Option<SocketAddr>, Option<SocketAddr>),
     state: std::sync::Arc<arc_swap::ArcSwap<mcp_hub::config::Snapshot>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -62,15 +64,27 @@ impl Hub {
             }
         }
         let prepared = mcp_hub::app::prepare(&config_file).unwrap();
+        let egress = mcp_hub::app::bind_egress(&prepared).await.unwrap();
+        let egress_addrs = (
+            egress.transparent.as_ref().map(|l| l.local_addr().unwrap()),
+            egress.explicit.as_ref().map(|l| l.local_addr().unwrap()),
+        );
         let ca_file = prepared.ca_file.clone();
         let state = prepared.state.clone();
         let (tx, rx) = oneshot::channel();
         let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             let _keep = _hup_tx;
-            mcp_hub::app::serve(prepared, listener, Duration::from_secs(1), hup_rx, async {
-                let _ = rx.await;
-            })
+            mcp_hub::app::serve(
+                prepared,
+                listener,
+                egress,
+                Duration::from_secs(1),
+                hup_rx,
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await;
         });
         Self {
@@ -79,6 +93,7 @@ impl Hub {
             _dir: dir,
             config_file,
             ca_file,
+            egress: egress_addrs,
             state,
             shutdown: Some(tx),
         }
@@ -106,6 +121,32 @@ impl Hub {
         self.sync();
     }
 
+    /// Create a devbox with a network policy; returns env var -> token.
+    pub(crate) fn devbox_with_policy(
+        &self,
+        name: &str,
+        addresses: &[&str],
+        policy: &str,
+        bindings: &[&str],
+    ) -> std::collections::HashMap<String, String> {
+        let mut ws = self.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::devbox_create(
+            &mut ws,
+            name,
+            addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            Some(policy.to_string()),
+            bindings
+                .iter()
+                .map(|b| b.parse::<BindingSpec>().unwrap())
+                .collect(),
+        )
+        .unwrap();
+        drop(_l);
+        self.sync();
+        manage::devbox_env(&ws, name).unwrap().into_iter().collect()
+    }
+
     /// Create a devbox with `ENV=config:secret` bindings; returns env var -> token.
     pub(crate) fn devbox(
         &self,
@@ -119,6 +160,7 @@ impl Hub {
             &mut ws,
             name,
             addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            None,
             bindings
                 .iter()
                 .map(|b| b.parse::<BindingSpec>().unwrap())

@@ -1,0 +1,640 @@
+//! The egress proxy: every devbox connection, transparent (nftables redirect) or explicit
+//! (`HTTPS_PROXY`), goes through one pipeline:
+//!
+//! `accept -> identify (source address -> devbox) -> sniff (ClientHello / request head) -> target ->
+//!  policy::decide -> resolve -> policy::admit -> dial (the admitted address only) -> tunnel -> audit`
+//!
+//! The MCP gateway host is never dialled: its TLS is terminated here with the hub's certificate and the
+//! connection is served by the gateway in-process.
+
+pub mod detect;
+pub mod io;
+pub mod respond;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::config::Snapshot;
+use crate::config::snapshot::{DevboxView, canonical_ip};
+use crate::mcp::gateway::Gateway;
+use crate::policy::host::{Target, parse_host, split_host_port};
+use crate::policy::{self, Allowance, Allowed, DenyReason, Verdict};
+use detect::{RequestHead, Sniffed};
+use io::Prefixed;
+
+/// How long a client may stay silent before the connection is treated as server-speaks-first.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Concurrent proxied connections.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Redirected by nftables; the original destination is read from the socket.
+    Transparent,
+    /// `HTTPS_PROXY` / `HTTP_PROXY` clients.
+    Explicit,
+}
+
+/// The proxy's shared state.
+pub struct Egress {
+    state: Arc<ArcSwap<Snapshot>>,
+    gateway: Arc<Gateway>,
+    gateway_tls: Arc<rustls::ServerConfig>,
+    /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
+    bound: Vec<SocketAddr>,
+    limit: Arc<Semaphore>,
+}
+
+/// Everything one connection's audit line needs, filled in as the pipeline advances.
+#[derive(Debug)]
+pub struct ConnCtx {
+    mode: Mode,
+    started: Instant,
+    source: SocketAddr,
+    devbox: Option<Arc<DevboxView>>,
+    sni: Option<String>,
+    host: Option<String>,
+    connect: Option<String>,
+    original_dst: Option<SocketAddr>,
+    dialled: Option<SocketAddr>,
+    verdict: &'static str,
+    reason: &'static str,
+    up: u64,
+    down: u64,
+}
+
+impl ConnCtx {
+    fn new(mode: Mode, source: SocketAddr) -> Self {
+        Self {
+            mode,
+            started: Instant::now(),
+            source,
+            devbox: None,
+            sni: None,
+            host: None,
+            connect: None,
+            original_dst: None,
+            dialled: None,
+            verdict: "deny",
+            reason: "incomplete",
+            up: 0,
+            down: 0,
+        }
+    }
+
+    fn deny(&mut self, r: DenyReason) -> DenyReason {
+        self.verdict = "deny";
+        self.reason = r.as_str();
+        r
+    }
+
+    fn allow(&mut self, a: Allowance) {
+        self.verdict = "allow";
+        self.reason = a.as_str();
+    }
+
+    fn names(&self) -> (Option<&str>, Option<&str>) {
+        let d = self.devbox.as_deref();
+        (
+            d.map(|d| &*d.name),
+            d.and_then(|d| d.policy.as_deref()).map(|p| p.name.as_str()),
+        )
+    }
+
+    fn emit(&self) {
+        let (devbox, policy) = self.names();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let addr = |v: &Option<SocketAddr>| v.map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(
+            target: crate::audit::TARGET,
+            event = "connection",
+            mode = match self.mode { Mode::Transparent => "transparent", Mode::Explicit => "explicit" },
+            client.addr = %self.source,
+            devbox = devbox.unwrap_or(""),
+            policy = policy.unwrap_or(""),
+            sni = %opt(&self.sni),
+            host = %opt(&self.host),
+            connect = %opt(&self.connect),
+            original_dst = %addr(&self.original_dst),
+            dialled = %addr(&self.dialled),
+            verdict = self.verdict,
+            reason = self.reason,
+            bytes_up = self.up,
+            bytes_down = self.down,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "connection"
+        );
+    }
+}
+
+/// Original destination of a redirected connection (`SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`).
+/// Needs no capability: the kernel records it when nftables redirects.
+pub fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    let local = s.local_addr().ok()?;
+    if local.is_ipv4() {
+        let sa = getsockopt(s, sockopt::OriginalDst).ok()?;
+        let ip = std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
+        Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sa.sin_port)))
+    } else {
+        let sa = getsockopt(s, sockopt::Ip6tOriginalDst).ok()?;
+        let ip = std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr);
+        Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sa.sin6_port)))
+    }
+}
+
+impl Egress {
+    /// A proxy serving from `state`, intercepting the gateway host with `gateway_tls`.
+    pub fn new(
+        state: Arc<ArcSwap<Snapshot>>,
+        gateway_tls: Arc<rustls::ServerConfig>,
+        bound: Vec<SocketAddr>,
+    ) -> Self {
+        let gateway = Arc::new(Gateway::new(state.clone()));
+        Self {
+            state,
+            gateway,
+            gateway_tls,
+            bound,
+            limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
+
+    /// Accept on `listener` until `shutdown`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mode: Mode,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => return,
+                p = self.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut ctx = ConnCtx::new(mode, peer);
+                match mode {
+                    Mode::Transparent => me.transparent(&mut ctx, tcp).await,
+                    Mode::Explicit => me.explicit(&mut ctx, tcp).await,
+                }
+                ctx.emit();
+            });
+        }
+    }
+
+    /// Stage: which devbox is this? Unknown sources get nothing.
+    fn identify(&self, snap: &Snapshot, ctx: &mut ConnCtx) -> Result<(), DenyReason> {
+        match snap.devbox_by_addr.get(&canonical_ip(ctx.source.ip())) {
+            Some(d) => {
+                ctx.devbox = Some(d.clone());
+                Ok(())
+            }
+            None => Err(ctx.deny(DenyReason::UnknownDevbox)),
+        }
+    }
+
+    fn decide(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        target: &Target,
+        port: u16,
+    ) -> Result<Allowance, DenyReason> {
+        let policy = ctx.devbox.as_ref().and_then(|d| d.policy.as_deref());
+        match policy::decide(policy, &snap.policy_env, target, port) {
+            Verdict::Allow(a) => {
+                ctx.allow(a);
+                Ok(a)
+            }
+            Verdict::Deny(r) => Err(ctx.deny(r)),
+        }
+    }
+
+    /// Stages resolve + admit: the hub resolves names itself and admits only checked addresses.
+    async fn resolve_admit(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        a: Allowance,
+        target: &Target,
+        port: u16,
+    ) -> Result<Allowed, DenyReason> {
+        let addrs: Vec<IpAddr> = match target {
+            Target::Ip(ip) => vec![*ip],
+            Target::Name(n) => match tokio::net::lookup_host((n.as_str(), port)).await {
+                Ok(it) => it.map(|s| s.ip()).collect(),
+                Err(_) => return Err(ctx.deny(DenyReason::ResolveFailed)),
+            },
+        };
+        let mut env = snap.policy_env.clone();
+        env.self_addrs.extend(self.bound.iter().copied());
+        env.self_ports
+            .extend(self.bound.iter().map(SocketAddr::port));
+        policy::admit(a, &env, &addrs, port).map_err(|r| ctx.deny(r))
+    }
+
+    /// Stage dial: the admitted addresses in order, nothing else.
+    async fn dial(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        allowed: &Allowed,
+    ) -> Option<TcpStream> {
+        let timeout = snap.config.egress.connect_timeout;
+        for a in allowed.addrs() {
+            if let Ok(Ok(s)) = tokio::time::timeout(timeout, TcpStream::connect(a)).await {
+                let _ = s.set_nodelay(true);
+                ctx.dialled = Some(*a);
+                return Some(s);
+            }
+        }
+        ctx.verdict = "error";
+        ctx.reason = "upstream_unreachable";
+        None
+    }
+
+    async fn tunnel<A>(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        client: A,
+        mut upstream: TcpStream,
+        replay: &[u8],
+    ) where
+        A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        if !replay.is_empty() && upstream.write_all(replay).await.is_err() {
+            return;
+        }
+        let (up, down) = io::tunnel(client, upstream, snap.config.egress.idle_timeout).await;
+        ctx.up = up + replay.len() as u64;
+        ctx.down = down;
+    }
+
+    /// Serve an intercepted gateway connection: TLS with the hub's certificate, then the MCP gateway,
+    /// with the devbox's own source address as the peer.
+    async fn intercept<S>(&self, ctx: &mut ConnCtx, io: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.gateway_tls.clone());
+        match tokio::time::timeout(crate::server::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
+        {
+            Ok(Ok(tls)) => crate::server::serve_one(tls, ctx.source, self.gateway.clone()).await,
+            _ => {
+                ctx.verdict = "error";
+                ctx.reason = "tls_handshake_failed";
+            }
+        }
+    }
+
+    async fn transparent(&self, ctx: &mut ConnCtx, mut s: TcpStream) {
+        let snap = self.state.load_full();
+        ctx.original_dst = original_dst(&s);
+        let Some(dst) = ctx.original_dst else {
+            // Not redirected by nftables: nothing to proxy to.
+            ctx.deny(DenyReason::NoHostname);
+            return respond::reset(s);
+        };
+        if self.identify(&snap, ctx).is_err() {
+            return respond::reset(s);
+        }
+        let eg = &snap.config.egress;
+        let sniffed = match detect::sniff(&mut s, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout).await
+        {
+            Ok(x) => x,
+            Err(_) => {
+                ctx.reason = "malformed_opening";
+                return respond::reset(s);
+            }
+        };
+        match sniffed {
+            Sniffed::Tls { bytes, sni } => {
+                ctx.sni = sni.clone();
+                let target = match sni.as_deref().map(parse_host) {
+                    Some(Ok(t)) => t,
+                    Some(Err(_)) => {
+                        ctx.deny(DenyReason::InvalidHost);
+                        return respond::tls(&mut s).await;
+                    }
+                    // No SNI: all we know is the address it dialled.
+                    None => Target::Ip(dst.ip()),
+                };
+                let a = match self.decide(&snap, ctx, &target, dst.port()) {
+                    Ok(a) => a,
+                    Err(_) => return respond::tls(&mut s).await,
+                };
+                if a == Allowance::McpGateway {
+                    return self.intercept(ctx, Prefixed::new(bytes, s)).await;
+                }
+                // SECURITY: the name is resolved by the hub; the address the devbox dialled is ignored.
+                let Ok(allowed) = self.resolve_admit(&snap, ctx, a, &target, dst.port()).await
+                else {
+                    return respond::tls(&mut s).await;
+                };
+                let Some(up) = self.dial(&snap, ctx, &allowed).await else {
+                    return respond::reset(s);
+                };
+                self.tunnel(&snap, ctx, s, up, &bytes).await;
+            }
+            Sniffed::Http {
+                head,
+                bytes,
+                head_len,
+            } => {
+                let Some(host) = head.header("host").map(str::to_string) else {
+                    ctx.deny(DenyReason::NoHostname);
+                    return respond::http(
+                        &mut s,
+                        400,
+                        DenyReason::NoHostname,
+                        "a Host header is required\n",
+                    )
+                    .await;
+                };
+                ctx.host = Some(host.clone());
+                self.plain_http(&snap, ctx, s, head, &host, bytes, head_len, dst.port())
+                    .await;
+            }
+            Sniffed::Opaque(bytes) => {
+                let target = Target::Ip(dst.ip());
+                let Ok(a) = self.decide(&snap, ctx, &target, dst.port()) else {
+                    return respond::reset(s);
+                };
+                if a == Allowance::McpGateway {
+                    return respond::reset(s);
+                }
+                let Ok(allowed) = self.resolve_admit(&snap, ctx, a, &target, dst.port()).await
+                else {
+                    return respond::reset(s);
+                };
+                let Some(up) = self.dial(&snap, ctx, &allowed).await else {
+                    return respond::reset(s);
+                };
+                self.tunnel(&snap, ctx, s, up, &bytes).await;
+            }
+        }
+    }
+
+    async fn explicit(&self, ctx: &mut ConnCtx, mut s: TcpStream) {
+        let snap = self.state.load_full();
+        if self.identify(&snap, ctx).is_err() {
+            let body = respond::explain(DenyReason::UnknownDevbox, "*", None, None);
+            return respond::http(&mut s, 403, DenyReason::UnknownDevbox, &body).await;
+        }
+        let eg = &snap.config.egress;
+        let (head, bytes, head_len) =
+            match detect::sniff(&mut s, eg.client_hello_timeout, eg.client_hello_timeout).await {
+                Ok(Sniffed::Http {
+                    head,
+                    bytes,
+                    head_len,
+                }) => (head, bytes, head_len),
+                _ => {
+                    ctx.reason = "not_a_proxy_request";
+                    return respond::http(
+                        &mut s,
+                        400,
+                        DenyReason::NoHostname,
+                        "expected an HTTP proxy request (CONNECT or absolute-form)\n",
+                    )
+                    .await;
+                }
+            };
+        if head.method.eq_ignore_ascii_case("CONNECT") {
+            ctx.connect = Some(head.target.clone());
+            return self
+                .connect(&snap, ctx, s, &head, bytes.slice(head_len..))
+                .await;
+        }
+        // Absolute-form: GET http://host[:port]/path
+        let Ok(uri) = head.target.parse::<http::Uri>() else {
+            ctx.deny(DenyReason::InvalidHost);
+            return respond::http(
+                &mut s,
+                400,
+                DenyReason::InvalidHost,
+                "request target is not a URL\n",
+            )
+            .await;
+        };
+        let (Some("http"), Some(auth)) = (uri.scheme_str(), uri.authority()) else {
+            ctx.deny(DenyReason::NoHostname);
+            return respond::http(
+                &mut s,
+                400,
+                DenyReason::NoHostname,
+                "use CONNECT for https, or an absolute http:// URL\n",
+            )
+            .await;
+        };
+        let auth = auth.as_str().to_string();
+        ctx.host = Some(auth.clone());
+        self.plain_http(&snap, ctx, s, head, &auth, bytes, head_len, 80)
+            .await;
+    }
+
+    /// CONNECT host:port.
+    async fn connect(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        mut s: TcpStream,
+        head: &RequestHead,
+        rest: Bytes,
+    ) {
+        let Some((host, port)) = split_host_port(&head.target, 443) else {
+            ctx.deny(DenyReason::InvalidHost);
+            return respond::http(
+                &mut s,
+                400,
+                DenyReason::InvalidHost,
+                "CONNECT needs host:port\n",
+            )
+            .await;
+        };
+        let (devbox, policy) = ctx.names();
+        let (devbox, policy) = (devbox.map(str::to_string), policy.map(str::to_string));
+        let deny = |r: DenyReason| respond::explain(r, host, devbox.as_deref(), policy.as_deref());
+        let target = match parse_host(host) {
+            Ok(t) => t,
+            Err(_) => {
+                let r = ctx.deny(DenyReason::InvalidHost);
+                return respond::http(&mut s, 400, r, &deny(r)).await;
+            }
+        };
+        let a = match self.decide(snap, ctx, &target, port) {
+            Ok(a) => a,
+            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+        };
+        if a == Allowance::McpGateway {
+            if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            return self.intercept(ctx, Prefixed::new(rest, s)).await;
+        }
+        let allowed = match self.resolve_admit(snap, ctx, a, &target, port).await {
+            Ok(x) => x,
+            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+        };
+        let Some(up) = self.dial(snap, ctx, &allowed).await else {
+            return respond::http(
+                &mut s,
+                502,
+                DenyReason::ResolveFailed,
+                &format!("{host}:{port}: upstream unreachable\n"),
+            )
+            .await;
+        };
+        if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // SECURITY: inside the tunnel the TLS server name must be the host that was checked.
+        let mut replay = rest.to_vec();
+        if replay.is_empty() || replay[0] == 0x16 {
+            let eg = &snap.config.egress;
+            match detect::sniff(&mut s, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout).await {
+                Ok(Sniffed::Tls { bytes, sni }) => {
+                    if let Some(sni) = &sni {
+                        ctx.sni = Some(sni.clone());
+                        if parse_host(sni).ok().as_ref() != Some(&target) {
+                            ctx.deny(DenyReason::HostMismatch);
+                            return respond::tls(&mut s).await;
+                        }
+                    }
+                    replay.extend_from_slice(&bytes);
+                }
+                Ok(Sniffed::Http { bytes, .. }) | Ok(Sniffed::Opaque(bytes)) => {
+                    replay.extend_from_slice(&bytes)
+                }
+                Err(_) => return,
+            }
+        }
+        self.tunnel(snap, ctx, s, up, &replay).await;
+    }
+
+    /// One plain-HTTP request (transparent, or absolute-form through the explicit proxy): checked against
+    /// its Host, forwarded in origin-form with `Connection: close`, so a second request on the same
+    /// connection can never be routed anywhere else.
+    #[allow(clippy::too_many_arguments)] // one pipeline stage; the parts are what was sniffed
+    async fn plain_http(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        mut s: TcpStream,
+        head: RequestHead,
+        authority: &str,
+        bytes: Bytes,
+        head_len: usize,
+        default_port: u16,
+    ) {
+        let (devbox, policy) = ctx.names();
+        let (devbox, policy) = (devbox.map(str::to_string), policy.map(str::to_string));
+        let Some((host, port)) = split_host_port(authority, default_port) else {
+            let r = ctx.deny(DenyReason::InvalidHost);
+            return respond::http(&mut s, 400, r, "bad Host\n").await;
+        };
+        let deny = |r: DenyReason| respond::explain(r, host, devbox.as_deref(), policy.as_deref());
+        let target = match parse_host(host) {
+            Ok(t) => t,
+            Err(_) => {
+                let r = ctx.deny(DenyReason::InvalidHost);
+                return respond::http(&mut s, 400, r, &deny(r)).await;
+            }
+        };
+        // SECURITY: Host, the request target and (transparent) nothing else may disagree.
+        let path = match head.target.parse::<http::Uri>() {
+            Ok(u) if u.authority().is_some() => {
+                let same = u.host().map(parse_host).and_then(Result::ok).as_ref() == Some(&target);
+                let host_hdr = head
+                    .header("host")
+                    .and_then(|h| split_host_port(h, default_port))
+                    .map(|(h, _)| parse_host(h).ok());
+                if !same || host_hdr.is_some_and(|h| h.as_ref() != Some(&target)) {
+                    let r = ctx.deny(DenyReason::HostMismatch);
+                    return respond::http(&mut s, 421, r, &deny(r)).await;
+                }
+                u.path_and_query()
+                    .map_or("/".to_string(), |p| p.as_str().to_string())
+            }
+            _ => head.target.clone(),
+        };
+        let a = match self.decide(snap, ctx, &target, port) {
+            Ok(a) => a,
+            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+        };
+        if a == Allowance::McpGateway {
+            let r = ctx.deny(DenyReason::McpGatewayNotAllowed);
+            return respond::http(
+                &mut s,
+                403,
+                r,
+                &format!("{host}: the MCP gateway is served over https only\n"),
+            )
+            .await;
+        }
+        let allowed = match self.resolve_admit(snap, ctx, a, &target, port).await {
+            Ok(x) => x,
+            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+        };
+        let Some(up) = self.dial(snap, ctx, &allowed).await else {
+            return respond::http(
+                &mut s,
+                502,
+                DenyReason::ResolveFailed,
+                &format!("{host}:{port}: upstream unreachable\n"),
+            )
+            .await;
+        };
+        let mut out = format!("{} {} HTTP/1.{}\r\n", head.method, path, head.version).into_bytes();
+        const HOP: &[&str] = &[
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+            "te",
+            "upgrade",
+        ];
+        for (n, v) in &head.headers {
+            if !HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) {
+                out.extend_from_slice(n.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&bytes[head_len..]);
+        self.tunnel(snap, ctx, s, up, &out).await;
+    }
+}

@@ -1,0 +1,311 @@
+//! The explicit egress proxy on loopback: verdicts, reason codes, the bypass classes, and the MCP gateway
+//! reached through the proxy. Loopback destinations are allowed only through the operator's
+//! `allowed_private_ranges` knob, exactly as a private network would be. (Transparent capture needs
+//! network namespaces: tests/netns.rs.)
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{Hub, Upstream};
+
+const POLICIES: &str = r#"
+[[network_policies]]
+name = "agents"
+description = "what agents may reach"
+allowed_hostnames = ["localhost", "*.example.org"]
+allow_mcp_gateway = true
+
+[[network_policies]]
+name = "no-gateway"
+allowed_hostnames = ["localhost"]
+"#;
+
+async fn hub(private: &str) -> (Hub, SocketAddr) {
+    let up = Upstream::start(&["github.get_issue", "github.delete_repo"], "Bearer k").await;
+    let extra = format!(
+        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [{private}]\n{POLICIES}"
+    );
+    let hub = Hub::start_with(&[("github", &up.url(), &["github.get_*"])], &extra).await;
+    let explicit = hub.egress.1.unwrap();
+    std::mem::forget(up); // keep the upstream's task alive for the hub's lifetime
+    (hub, explicit)
+}
+
+async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 1024];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    a
+}
+
+/// An origin that answers with the request head it received.
+async fn http_origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut b).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&b[..n]);
+                }
+                let body = String::from_utf8_lossy(&buf).to_string();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    a
+}
+
+/// Send raw bytes to the proxy and read the response head (and what follows, until close or timeout).
+async fn raw(proxy: SocketAddr, req: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    }
+    (s, String::from_utf8_lossy(&buf).to_string())
+}
+
+fn connect(target: &str) -> String {
+    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n")
+}
+
+fn assert_denied(resp: &str, reason: &str) {
+    assert!(
+        resp.starts_with("HTTP/1.1 403") || resp.starts_with("HTTP/1.1 421"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains(&format!("X-Proxy-Error: {reason}\r\n")),
+        "want {reason}: {resp}"
+    );
+}
+
+#[tokio::test]
+async fn connect_verdicts_and_reasons() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let echo = echo_server().await;
+
+    // Allowed name: tunnelled to the address the hub resolved.
+    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    s.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"ping");
+
+    // Denied name: immediate 403 with a reason code and an explanation naming host and policy.
+    let (_, resp) = raw(proxy, &connect("github.com:443")).await;
+    assert_denied(&resp, "not_in_allowed_hostnames");
+    let (_, body) = raw(proxy, &connect("evil.test:443")).await;
+    assert!(
+        body.contains(
+            "evil.test: blocked by network policy for devbox \"agent\" (network policy \"agents\")"
+        ),
+        "{body}"
+    );
+    // The wildcard covers subdomains, not the apex.
+    let (_, resp) = raw(proxy, &connect("example.org:443")).await;
+    assert_denied(&resp, "not_in_allowed_hostnames");
+
+    // Raw IPs in every spelling.
+    for t in [
+        format!("127.0.0.2:{}", echo.port()),
+        "2130706434:80".into(),
+        "0x7f.2:80".into(),
+        "0177.0.0.2:80".into(),
+        "[::ffff:169.254.169.254]:80".into(),
+        "169.254.169.254:80".into(),
+    ] {
+        let (_, resp) = raw(proxy, &connect(&t)).await;
+        assert_denied(&resp, "raw_ip");
+    }
+    // The devbox's own address counts as devbox-to-devbox.
+    let (_, resp) = raw(proxy, &connect(&format!("127.0.0.1:{}", echo.port()))).await;
+    assert_denied(&resp, "devbox_to_devbox_not_allowed");
+    // Loops back into the hub's own listeners.
+    for port in [proxy.port(), hub.addr.port()] {
+        let (_, resp) = raw(proxy, &connect(&format!("localhost:{port}"))).await;
+        assert_denied(&resp, "loop_to_hub");
+    }
+    // An allowed CONNECT cannot carry TLS for another name.
+    let (s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"));
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let err = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect("evil.example".try_into().unwrap(), s)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+}
+
+#[tokio::test]
+async fn private_destinations_need_the_operators_allowance() {
+    let (hub, proxy) = hub("").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let echo = echo_server().await;
+    let (_, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    assert_denied(&resp, "private_address");
+}
+
+#[tokio::test]
+async fn unknown_sources_and_devboxes_without_policy_get_nothing() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\"").await;
+    let (_, resp) = raw(proxy, &connect("localhost:80")).await;
+    assert_denied(&resp, "unknown_devbox");
+    let mut ws = hub.workspace();
+    let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
+    mcp_hub::manage::devbox_create(
+        &mut ws,
+        "bare",
+        vec!["127.0.0.1".parse().unwrap()],
+        None,
+        vec![],
+    )
+    .unwrap();
+    drop(_l);
+    hub.sync();
+    let (_, resp) = raw(proxy, &connect("localhost:80")).await;
+    assert_denied(&resp, "no_network_policy");
+}
+
+#[tokio::test]
+async fn absolute_form_requests_are_checked_and_rewritten() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let origin = http_origin().await;
+    let p = origin.port();
+    let (mut s, resp) = raw(proxy, &format!("GET http://localhost:{p}/x?y=1 HTTP/1.1\r\nHost: localhost:{p}\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest).await;
+    let all = format!("{resp}{rest}");
+    assert!(all.starts_with("HTTP/1.1 200"), "{all}");
+    // The origin saw origin-form, its own Host, no proxy headers, and Connection: close.
+    assert!(all.contains("GET /x?y=1 HTTP/1.1\r\n"), "{all}");
+    assert!(
+        all.contains("Connection: close\r\n") && !all.contains("Proxy-Connection"),
+        "{all}"
+    );
+
+    // Host and target disagree: refused, whichever of them is allowed.
+    let (_, resp) = raw(
+        proxy,
+        &format!("GET http://localhost:{p}/ HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+    )
+    .await;
+    assert_denied(&resp, "host_mismatch");
+    let (_, resp) = raw(
+        proxy,
+        &format!("GET http://evil.example/ HTTP/1.1\r\nHost: localhost:{p}\r\n\r\n"),
+    )
+    .await;
+    assert_denied(&resp, "host_mismatch");
+    let (_, resp) = raw(
+        proxy,
+        "GET http://github.com/ HTTP/1.1\r\nHost: github.com\r\n\r\n",
+    )
+    .await;
+    assert_denied(&resp, "not_in_allowed_hostnames");
+    // Not a proxy request at all.
+    let (_, resp) = raw(proxy, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}
+
+#[tokio::test]
+async fn the_mcp_gateway_through_the_proxy_is_the_gateway() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\"").await;
+    hub.secret("S", "k");
+    let env = hub.devbox_with_policy(
+        "agent",
+        &["127.0.0.1"],
+        "agents",
+        &["GITHUB_MCP_SECRET=github:S"],
+    );
+    let token = &env["GITHUB_MCP_SECRET"];
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // tokio::process: the proxy runs on this test's runtime, which a blocking wait would starve.
+    let curl = |extra: &[&str]| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            hub.ca_file.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Accept: application/json, text/event-stream",
+            "-d",
+            body,
+        ])
+        .args(extra)
+        .arg(&hub.url);
+        c.output()
+    };
+    let direct = curl(&[]).await.unwrap();
+    let proxied = curl(&["--proxy", &format!("http://{proxy}")])
+        .await
+        .unwrap();
+    assert!(
+        proxied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&proxied.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&proxied.stdout),
+        String::from_utf8_lossy(&direct.stdout)
+    );
+    assert!(String::from_utf8_lossy(&proxied.stdout).contains("github.get_issue"));
+    assert!(!String::from_utf8_lossy(&proxied.stdout).contains("delete_repo"));
+
+    // Without allow_mcp_gateway the gateway is denied like any other host.
+    let mut ws = hub.workspace();
+    let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
+    mcp_hub::manage::devbox_set_policy(&mut ws, "agent", Some("no-gateway".into())).unwrap();
+    drop(_l);
+    hub.sync();
+    let (_, resp) = raw(proxy, &connect(&format!("127.0.0.1:{}", hub.addr.port()))).await;
+    assert_denied(&resp, "mcp_gateway_not_allowed");
+}
