@@ -53,6 +53,8 @@ pub(crate) enum Command {
     },
     /// Validate the configuration and state exactly as start-up does.
     Check,
+    /// Print the nftables ruleset that routes devbox traffic through the hub (pipe into `nft -f -`).
+    Firewall,
     /// Serve only the demo's sample upstream MCP server (for smoke tests and benchmarks).
     SampleUpstream {
         /// Address to listen on (plain HTTP).
@@ -283,6 +285,11 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             mcp_hub::demo::upstream::SampleServer::new(&secret)
                 .serve(l)
                 .await;
+            Ok(())
+        }
+        Command::Firewall => {
+            let c = mcp_hub::config::load(&cfg)?;
+            print!("{}", mcp_hub::firewall::ruleset(&c)?);
             Ok(())
         }
         Command::Ca(c) => ca(&cfg, c),

@@ -23,8 +23,11 @@ fn init_tracing() {
     // Under systemd (JOURNAL_STREAM set) log JSON, one event per line; on a terminal, human-readable.
     let json = std::env::var_os("JOURNAL_STREAM").is_some()
         || std::env::var("MCP_HUB_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // Colour only on a terminal: log files and journald must not get escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         b.json().flatten_event(true).init();
