@@ -99,16 +99,22 @@ pub struct EgressListeners {
     pub transparent: Option<TcpListener>,
     /// For `HTTPS_PROXY`/`HTTP_PROXY` clients.
     pub explicit: Option<TcpListener>,
+    /// DNS responder, UDP and TCP on the same address.
+    pub dns: Option<(tokio::net::UdpSocket, TcpListener)>,
 }
 
 impl EgressListeners {
     /// Bound addresses, for the loop guard and for tests.
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        [&self.transparent, &self.explicit]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        [
+            self.transparent.as_ref(),
+            self.explicit.as_ref(),
+            self.dns.as_ref().map(|d| &d.1),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
     }
 }
 
@@ -126,9 +132,24 @@ pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartEr
         Some(a) => Some(bind(a).await?),
         None => None,
     };
+    let dns = match eg.dns_listen {
+        Some(a) => {
+            let udp = tokio::net::UdpSocket::bind(a)
+                .await
+                .map_err(|source| StartError::Io {
+                    context: format!("binding DNS {a}/udp"),
+                    source,
+                })?;
+            // TCP on the port UDP got (they differ only when the configured port is 0).
+            let tcp_addr = udp.local_addr().unwrap_or(a);
+            Some((udp, bind(tcp_addr).await?))
+        }
+        None => None,
+    };
     Ok(EgressListeners {
         transparent,
         explicit,
+        dns,
     })
 }
 
@@ -173,6 +194,18 @@ pub async fn serve(
             })));
         }
     }
+    let mut dns_tasks = Vec::new();
+    if let Some((udp, tcp)) = egress.dns {
+        tracing::info!(listen = %udp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "DNS responder ready");
+        dns_tasks.push(tokio::spawn(crate::dns::serve_udp(
+            udp,
+            prepared.state.clone(),
+        )));
+        dns_tasks.push(tokio::spawn(crate::dns::serve_tcp(
+            tcp,
+            prepared.state.clone(),
+        )));
+    }
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let shutdown = async move {
         shutdown.await;
@@ -181,6 +214,9 @@ pub async fn serve(
     server::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
     for t in tasks {
         let _ = t.await;
+    }
+    for t in dns_tasks {
+        t.abort();
     }
     watcher.abort();
 }

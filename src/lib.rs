@@ -17,6 +17,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod firewall;
 pub mod manage;
 pub mod mcp;

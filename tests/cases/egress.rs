@@ -26,7 +26,7 @@ allowed_hostnames = ["localhost"]
 async fn hub(private: &str) -> (Hub, SocketAddr) {
     let up = Upstream::start(&["github.get_issue", "github.delete_repo"], "Bearer k").await;
     let extra = format!(
-        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [{private}]\n{POLICIES}"
+        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\ndns_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [{private}]\n{POLICIES}"
     );
     let hub = Hub::start_with(&[("github", &up.url(), &["github.get_*"])], &extra).await;
     let explicit = hub.egress.1.unwrap();
@@ -308,4 +308,71 @@ async fn the_mcp_gateway_through_the_proxy_is_the_gateway() {
     hub.sync();
     let (_, resp) = raw(proxy, &connect(&format!("127.0.0.1:{}", hub.addr.port()))).await;
     assert_denied(&resp, "mcp_gateway_not_allowed");
+}
+
+/// Ask the hub's DNS responder over UDP; returns (rcode, answers).
+async fn dns_query(
+    server: SocketAddr,
+    name: &str,
+    qtype: hickory_proto::rr::RecordType,
+) -> (hickory_proto::op::ResponseCode, Vec<String>) {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::Name;
+    let mut m = Message::new();
+    m.set_id(4242).set_recursion_desired(true);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&m.to_vec().unwrap(), server).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(r.id(), 4242);
+    (
+        r.response_code(),
+        r.answers().iter().map(|a| a.data().to_string()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn dns_answers_only_allowed_names_and_forwards_nothing() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+    let (hub, _) = hub("\"127.0.0.0/8\"").await;
+    let dns = hub.egress.2.unwrap();
+    // Unknown source: refused.
+    assert_eq!(
+        dns_query(dns, "localhost.", RecordType::A).await.0,
+        ResponseCode::Refused
+    );
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let (rc, answers) = dns_query(dns, "localhost.", RecordType::A).await;
+    assert_eq!(
+        (rc, answers),
+        (ResponseCode::NoError, vec!["127.0.0.1".to_string()])
+    );
+    // Not allowed, including names that smuggle data in their labels: refused, never resolved.
+    for name in [
+        "github.com.",
+        "c2VjcmV0LWRhdGE.exfil.attacker.example.",
+        "example.org.",
+    ] {
+        assert_eq!(
+            dns_query(dns, name, RecordType::A).await.0,
+            ResponseCode::Refused,
+            "{name}"
+        );
+    }
+    // An allowed wildcard name that does not resolve is refused, not forwarded elsewhere.
+    assert_eq!(
+        dns_query(dns, "nothing-here.example.org.", RecordType::A)
+            .await
+            .0,
+        ResponseCode::Refused
+    );
+    // Other record types for allowed names: an empty answer.
+    let (rc, answers) = dns_query(dns, "localhost.", RecordType::TXT).await;
+    assert_eq!((rc, answers.len()), (ResponseCode::NoError, 0));
 }

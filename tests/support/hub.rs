@@ -16,8 +16,8 @@ pub(crate) struct Hub {
     _dir: tempfile::TempDir,
     pub(crate) config_file: PathBuf,
     pub(crate) ca_file: PathBuf,
-    /// (transparent, explicit) egress listener addresses, when configured.
-    pub(crate) egress: (Option<SocketAddr>, Option<SocketAddr>),
+    /// (transparent, explicit, DNS) egress listener addresses, when configured.
+    pub(crate) egress: (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>),
     state: std::sync::Arc<arc_swap::ArcSwap<mcp_hub::config::Snapshot>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -68,6 +68,7 @@ impl Hub {
         let egress_addrs = (
             egress.transparent.as_ref().map(|l| l.local_addr().unwrap()),
             egress.explicit.as_ref().map(|l| l.local_addr().unwrap()),
+            egress.dns.as_ref().map(|d| d.0.local_addr().unwrap()),
         );
         let ca_file = prepared.ca_file.clone();
         let state = prepared.state.clone();
