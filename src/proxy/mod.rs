@@ -10,6 +10,7 @@
 pub mod detect;
 pub mod io;
 pub mod respond;
+pub mod splice;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -277,20 +278,18 @@ impl Egress {
         None
     }
 
-    async fn tunnel<A>(
+    async fn tunnel(
         &self,
         snap: &Snapshot,
         ctx: &mut ConnCtx,
-        client: A,
+        client: TcpStream,
         mut upstream: TcpStream,
         replay: &[u8],
-    ) where
-        A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
+    ) {
         if !replay.is_empty() && upstream.write_all(replay).await.is_err() {
             return;
         }
-        let (up, down) = io::tunnel(client, upstream, snap.config.egress.idle_timeout).await;
+        let (up, down) = splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout).await;
         ctx.up = up + replay.len() as u64;
         ctx.down = down;
     }

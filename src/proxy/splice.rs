@@ -1,0 +1,138 @@
+//! Zero-copy tunnelling with splice(2): socket -> pipe -> socket, so tunnelled bytes never enter user
+//! space. The bench showed the copying tunnel at a third of direct throughput; this is how the kernel
+//! moves them instead. Readiness comes from tokio, the syscalls from nix (no `unsafe` here).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Pipe buffer per direction (the default 64 KiB costs ~16 syscalls per MiB).
+const PIPE_SIZE: i32 = 1 << 20;
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) =
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // Best effort: a smaller pipe still works, just with more syscalls.
+    let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    Ok((r, w))
+}
+
+fn flags() -> SpliceFFlags {
+    SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE
+}
+
+/// Move bytes `from` -> `to` until EOF; then shut down `to`'s write half. Counts into `n`.
+async fn one_way(from: &TcpStream, to: &TcpStream, n: &AtomicU64) -> io::Result<()> {
+    let (pr, pw) = pipe()?;
+    loop {
+        let got = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                splice(from.as_fd(), None, &pw, None, PIPE_SIZE as usize, flags())
+                    .map_err(io::Error::from)
+            }) {
+                Ok(k) => break k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if got == 0 {
+            let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+            return Ok(());
+        }
+        n.fetch_add(got as u64, Ordering::Relaxed);
+        let mut left = got;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(&pr, None, to.as_fd(), None, left, flags()).map_err(io::Error::from)
+            }) {
+                Ok(k) => left -= k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Tunnel two sockets both ways until both directions end, an error, or `idle` without a byte.
+/// Returns (a -> b, b -> a) byte counts.
+pub async fn tunnel(a: &TcpStream, b: &TcpStream, idle: Duration) -> (u64, u64) {
+    let up = Arc::new(AtomicU64::new(0));
+    let down = Arc::new(AtomicU64::new(0));
+    let both = async { tokio::join!(one_way(a, b, &up), one_way(b, a, &down)) };
+    tokio::pin!(both);
+    let tick = (idle / 4).max(Duration::from_millis(10));
+    let mut last = (0, 0);
+    let mut quiet = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = &mut both => break,
+            () = tokio::time::sleep(tick) => {
+                let now = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+                if now == last {
+                    quiet += tick;
+                    if quiet >= idle {
+                        break;
+                    }
+                } else {
+                    quiet = Duration::ZERO;
+                    last = now;
+                }
+            }
+        }
+    }
+    (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn moves_bytes_both_ways_and_propagates_eof() {
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l1.local_addr().unwrap()).await.unwrap();
+        let (a, _) = l1.accept().await.unwrap();
+        let b = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = l2.accept().await.unwrap();
+        let t = tokio::spawn(async move { tunnel(&a, &b, Duration::from_secs(5)).await });
+        let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let send = blob.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&send).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, blob);
+        server.write_all(b"reply").await.unwrap();
+        server.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"reply");
+        let (up, down) = t.await.unwrap();
+        assert_eq!((up, down), (3_000_000, 5));
+    }
+
+    #[tokio::test]
+    async fn idle_tunnels_are_closed() {
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l1.local_addr().unwrap()).await.unwrap();
+        let (a, _) = l1.accept().await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
+        let start = std::time::Instant::now();
+        tunnel(&a, &b, Duration::from_millis(200)).await;
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+}
