@@ -101,6 +101,8 @@ pub struct EgressListeners {
     pub explicit: Option<TcpListener>,
     /// DNS responder, UDP and TCP on the same address.
     pub dns: Option<(tokio::net::UdpSocket, TcpListener)>,
+    /// The loopback admin listener.
+    pub admin: Option<TcpListener>,
 }
 
 impl EgressListeners {
@@ -146,10 +148,15 @@ pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartEr
         }
         None => None,
     };
+    let admin = match prepared.state.load().config.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
     Ok(EgressListeners {
         transparent,
         explicit,
         dns,
+        admin,
     })
 }
 
@@ -194,7 +201,12 @@ pub async fn serve(
             })));
         }
     }
+    let health = Arc::new(crate::admin::Health::default());
     let mut dns_tasks = Vec::new();
+    if let Some(l) = egress.admin {
+        tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Admin listener ready (/healthz /readyz /metrics)");
+        dns_tasks.push(tokio::spawn(crate::admin::serve(l, health.clone())));
+    }
     if let Some((udp, tcp)) = egress.dns {
         tracing::info!(listen = %udp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "DNS responder ready");
         dns_tasks.push(tokio::spawn(crate::dns::serve_udp(
@@ -209,8 +221,12 @@ pub async fn serve(
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let shutdown = async move {
         shutdown.await;
+        crate::systemd::stopping();
+        health.set_draining();
         let _ = stop_tx.send(true);
     };
+    // Every listener is bound and the CA and configuration are loaded.
+    crate::systemd::ready();
     server::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
     for t in tasks {
         let _ = t.await;

@@ -50,6 +50,7 @@ pub fn tool_call(
     outcome: &str,
     latency: Duration,
 ) {
+    crate::metrics::tool_call(&who.config, tool, verdict.as_str(), outcome);
     tracing::info!(
         target: TARGET,
         event = "tool_call",
@@ -68,6 +69,7 @@ pub fn tool_call(
 
 /// A request refused before reaching any upstream (authentication, origin, session, malformed input).
 pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
+    crate::metrics::request_denied(reason);
     tracing::info!(
         target: TARGET,
         event = "request_denied",

@@ -124,6 +124,7 @@ fn audit(source: SocketAddr, name: &str, outcome: &Outcome) {
         Outcome::Answered(_) => ("allow", "answered"),
         Outcome::Refused(r) => ("deny", *r),
     };
+    crate::metrics::dns(verdict, reason);
     tracing::info!(target: crate::audit::TARGET, event = "dns", client.addr = %source, name = %name, verdict, reason, "dns query");
 }
 

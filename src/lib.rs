@@ -13,6 +13,7 @@
 //! - [`manage`]: operator edits behind the CLI, validated before they are written.
 //! - [`app`]: start-up wiring. [`demo`]: the newcomer's `mcp-hub demo`. [`audit`]: audit lines.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod config;
@@ -21,9 +22,11 @@ pub mod dns;
 pub mod firewall;
 pub mod manage;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod state;
+pub mod systemd;
 pub mod tls;

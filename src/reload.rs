@@ -50,6 +50,14 @@ fn watched(snap: &Snapshot) -> Vec<PathBuf> {
 /// # Errors
 /// The validation problems; the old snapshot stays in place.
 pub fn reload_now(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError> {
+    crate::systemd::reloading();
+    let result = swap(config_file, state);
+    crate::systemd::ready();
+    crate::metrics::reload(result.is_ok());
+    result
+}
+
+fn swap(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError> {
     let old = state.load();
     let new = Snapshot::load(config_file)?;
     if new.config.gateway.listen != old.config.gateway.listen

@@ -229,7 +229,10 @@ async fn serve_connection<S>(
         async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    crate::metrics::gateway_connections(1.0);
+    let result = watcher.watch(conn.into_owned()).await;
+    crate::metrics::gateway_connections(-1.0);
+    if let Err(e) = result {
         tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
     }
 }

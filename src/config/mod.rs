@@ -181,6 +181,8 @@ pub struct Config {
     pub egress: EgressSettings,
     /// Network policies devboxes name.
     pub network_policies: Vec<Arc<crate::policy::NetworkPolicy>>,
+    /// `[admin] listen`: loopback address for /healthz, /readyz, /metrics.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Config {

@@ -65,6 +65,13 @@ pub(crate) struct RawEgress {
     pub(crate) client_hello_timeout_ms: Option<u64>,
 }
 
+/// `[admin]`: the loopback listener for health and metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: Option<String>,
+}
+
 /// One `[[network_policies]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -454,6 +454,7 @@ pub(crate) fn config(
         "mcp_configs",
         "egress",
         "network_policies",
+        "admin",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
@@ -469,6 +470,22 @@ pub(crate) fn config(
     let eg: super::raw::RawEgress = super::section(&table, "egress", issues).unwrap_or_default();
     let np =
         super::array_section::<super::raw::RawNetworkPolicy>(&table, "network_policies", issues);
+    let ad: super::raw::RawAdmin = super::section(&table, "admin", issues).unwrap_or_default();
+    let admin_listen = match ad.listen.as_deref().map(str::parse::<SocketAddr>) {
+        None => None,
+        Some(Ok(a)) if a.ip().is_loopback() => Some(a),
+        Some(Ok(a)) => {
+            issues.push("admin.listen", format!("{a} is not a loopback address; the admin listener must stay on the host, e.g. \"127.0.0.1:9464\""));
+            None
+        }
+        Some(Err(_)) => {
+            issues.push(
+                "admin.listen",
+                "not an address:port, e.g. \"127.0.0.1:9464\"",
+            );
+            None
+        }
+    };
     let paths = paths(&hub, config_file, issues);
     let base = config_file.parent().unwrap_or(Path::new("."));
     let gateway = gateway(&gw, base, issues);
@@ -481,6 +498,7 @@ pub(crate) fn config(
         mcp_configs,
         egress,
         network_policies,
+        admin_listen,
     })
 }
 

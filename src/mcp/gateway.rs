@@ -325,6 +325,7 @@ impl Gateway {
         match client.send(req, gw.upstream_response_timeout).await {
             Err(e) => upstream_failure(&ctx, &local, &e, &server),
             Ok(resp) => {
+                crate::metrics::upstream_latency(&server, ctx.started.elapsed());
                 let rc = RelayCtx {
                     binding: ctx.binding.clone(),
                     session_key: *ctx.snap.session_key(),

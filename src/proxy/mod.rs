@@ -111,6 +111,14 @@ impl ConnCtx {
     }
 
     fn emit(&self) {
+        crate::metrics::connection(
+            match self.mode {
+                Mode::Transparent => "transparent",
+                Mode::Explicit => "explicit",
+            },
+            self.verdict,
+            self.reason,
+        );
         let (devbox, policy) = self.names();
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let addr = |v: &Option<SocketAddr>| v.map(|a| a.to_string()).unwrap_or_default();
@@ -289,7 +297,9 @@ impl Egress {
         if !replay.is_empty() && upstream.write_all(replay).await.is_err() {
             return;
         }
+        crate::metrics::tunnels(1.0);
         let (up, down) = splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout).await;
+        crate::metrics::tunnels(-1.0);
         ctx.up = up + replay.len() as u64;
         ctx.down = down;
     }

@@ -1,3 +1,4 @@
+mod appliance;
 mod cli;
 mod egress;
 mod examples;

@@ -1,0 +1,74 @@
+//! The loopback admin listener: `/healthz` (the process is up), `/readyz` (serving, not draining) and
+//! `/metrics` (Prometheus text). Plain HTTP, bound to loopback only (enforced by config validation).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// Shared readiness: false once the drain starts.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// Mark the drain as started (`/readyz` turns 503).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+/// Serve until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let health = health.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let health = health.clone();
+                async move {
+                    Ok::<_, Infallible>(match req.uri().path() {
+                        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+                        "/readyz" if health.draining.load(Ordering::SeqCst) => {
+                            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+                        }
+                        "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
+                        "/metrics" => reply(
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            crate::metrics::render(),
+                        ),
+                        _ => reply(
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "try /healthz, /readyz or /metrics\n",
+                        ),
+                    })
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .http1_only()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}

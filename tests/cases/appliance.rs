@@ -1,0 +1,187 @@
+//! The binary as systemd runs it: sd_notify readiness, SIGHUP reload (good and bad), metrics and health
+//! on the admin listener, and SIGTERM draining an in-flight request.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+use tokio::net::UnixDatagram;
+use tokio::process::Command;
+
+use crate::support::Upstream;
+use crate::support::client::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn recv(sock: &UnixDatagram) -> String {
+    let mut b = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut b))
+        .await
+        .expect("no sd_notify message")
+        .unwrap();
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+async fn get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out[9..12].parse().unwrap();
+    (code, out)
+}
+
+#[tokio::test]
+async fn systemd_notify_reload_metrics_and_drain() {
+    let up = Upstream::start(&["x.get", "x.sleep"], "Bearer s3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, admin) = (free_port(), free_port());
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\nurl = \"https://127.0.0.1:{gw}/mcp\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["--config", c])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&[
+            "mcp-config",
+            "create",
+            "--name",
+            "x",
+            "--endpoint",
+            &up.url(),
+            "--allowed-tools",
+            "x.*"
+        ])
+        .status
+        .success()
+    );
+    let mut sc = std::process::Command::new(BIN)
+        .args(["--config", c, "secret", "create", "S"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(sc.stdin.as_mut().unwrap(), b"s3").unwrap();
+    assert!(sc.wait().unwrap().success());
+    let out = run(&["devbox", "create", "b", "--mcp", "X=x:S"]);
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("X="))
+        .unwrap()
+        .to_string();
+
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+    let mut hub = Command::new(BIN)
+        .args(["--config", c, "run", "--grace-secs", "10"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+    let pid = nix::unistd::Pid::from_raw(hub.id().unwrap() as i32);
+
+    let client = Client::new(
+        &format!("https://127.0.0.1:{gw}/mcp"),
+        &dir.path().join("state/ca/ca.pem"),
+        false,
+    );
+    let call = |tool: &str| json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":{}}});
+    assert_eq!(
+        client.post(&token, &call("x.get")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    assert_eq!(get(admin, "/readyz").await.0, 200);
+    let (_, metrics) = get(admin, "/metrics").await;
+    assert!(metrics.contains("mcp_hub_tool_calls_total{config=\"x\",tool=\"x.get\",verdict=\"allow\",outcome=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("mcp_hub_upstream_latency_seconds_count{config=\"x\"} 1"),
+        "{metrics}"
+    );
+
+    // SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let m = recv(&notify).await;
+    assert!(
+        m.starts_with("RELOADING=1\nMONOTONIC_USEC=") && m.len() > 30,
+        "{m}"
+    );
+    assert!(recv(&notify).await.starts_with("READY=1"));
+
+    // An invalid edit: refused, logged with its key, counted; the old config keeps serving.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        good.replace(
+            "allowed_tools = [\"x.*\"]",
+            "allowed_tools = [\"x.*\"]\ntypo = 1",
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let _ = recv(&notify).await;
+    let _ = recv(&notify).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        client.post(&token, &call("x.get")).await.status,
+        StatusCode::OK
+    );
+    let log = std::fs::read_to_string(dir.path().join("hub.log")).unwrap();
+    assert!(
+        log.contains("Reload rejected") && log.contains("mcp_configs[0]"),
+        "{log}"
+    );
+    let (_, metrics) = get(admin, "/metrics").await;
+    assert!(
+        metrics.contains("mcp_hub_reloads_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+    std::fs::write(&cfg, good).unwrap();
+
+    // SIGTERM during a slow call: STOPPING=1, /readyz 503, the call completes, then a clean exit.
+    let slow = tokio::spawn(async move { client.post(&token, &call("x.sleep")).await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    loop {
+        let m = recv(&notify).await;
+        if m.starts_with("STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(get(admin, "/readyz").await.0, 503);
+    assert_eq!(
+        slow.await.unwrap(),
+        StatusCode::OK,
+        "in-flight call must finish during the drain"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), hub.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
