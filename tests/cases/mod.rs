@@ -7,3 +7,4 @@ mod filtering;
 mod interop;
 mod live;
 mod transport;
+mod units;
