@@ -13,6 +13,16 @@ use crate::config::{ConfigError, Snapshot};
 /// How often files are checked for changes; bounds how fast a revoked token stops working.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Bumped after every successful swap, so long-lived tunnels and streams re-check themselves against
+/// the new snapshot (and end if it no longer allows them).
+static GENERATION: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// A receiver that wakes on every successful reload.
+pub fn subscribe() -> tokio::sync::watch::Receiver<u64> {
+    GENERATION.subscribe()
+}
+
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
 
@@ -71,6 +81,7 @@ fn swap(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError
         "Configuration reloaded"
     );
     state.store(Arc::new(new));
+    GENERATION.send_modify(|g| *g += 1);
     Ok(())
 }
 

@@ -279,6 +279,11 @@ impl Snapshot {
         &self.session_key
     }
 
+    /// Whether a token id is still live (not revoked, rotated or deleted).
+    pub fn token_live(&self, id: &TokenId) -> bool {
+        self.bindings.contains_key(id)
+    }
+
     /// Number of bindings with a live token.
     pub fn live_bindings(&self) -> usize {
         self.bindings.len()

@@ -333,6 +333,7 @@ impl Gateway {
                     max_response_bytes: gw.max_response_bytes,
                     who: ctx.who.clone(),
                     started: ctx.started,
+                    state: self.state.clone(),
                 };
                 relay::respond(rc, resp, local).await
             }

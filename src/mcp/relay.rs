@@ -76,6 +76,20 @@ pub struct RelayCtx {
     pub who: Who,
     /// Request start, for latency.
     pub started: Instant,
+    /// The live snapshot: streams end when a reload revokes their token.
+    pub state: Arc<arc_swap::ArcSwap<crate::config::Snapshot>>,
+}
+
+type Rearm = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (bool, tokio::sync::watch::Receiver<u64>)> + Send>,
+>;
+
+/// Wait for the next reload, handing the receiver back so the wait can be re-armed.
+fn next_reload(mut rx: tokio::sync::watch::Receiver<u64>) -> Rearm {
+    Box::pin(async move {
+        let ok = rx.changed().await.is_ok();
+        (ok, rx)
+    })
 }
 
 /// Answer entirely from the hub (every tool call in the request was hidden or malformed).
@@ -263,6 +277,7 @@ pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, local: Local) -> Re
             rc: Arc::new(rc),
             tracker,
             done: false,
+            reload: Some(next_reload(crate::reload::subscribe())),
         };
         let mut r = Response::new(relay.boxed_unsync());
         *r.status_mut() = parts.status;
@@ -353,6 +368,8 @@ struct SseRelay {
     rc: Arc<RelayCtx>,
     tracker: CallTracker,
     done: bool,
+    /// Fires on each reload; the stream ends if its token is no longer live.
+    reload: Option<Rearm>,
 }
 
 impl SseRelay {
@@ -389,6 +406,19 @@ impl HttpBody for SseRelay {
             }
             if this.done {
                 return Poll::Ready(None);
+            }
+            if let Some(fut) = this.reload.as_mut() {
+                if let Poll::Ready((ok, rx)) = fut.as_mut().poll(cx) {
+                    // SECURITY: a revoked or rotated token ends its open streams too (GET streams,
+                    // subscriptions/listen), not only its next request.
+                    if ok && !this.rc.state.load().token_live(&this.rc.binding.token_id) {
+                        this.done = true;
+                        this.tracker.finish("token_revoked");
+                        return Poll::Ready(None);
+                    }
+                    this.reload = ok.then(|| next_reload(rx));
+                    continue;
+                }
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,

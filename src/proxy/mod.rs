@@ -293,13 +293,41 @@ impl Egress {
         client: TcpStream,
         mut upstream: TcpStream,
         replay: &[u8],
+        (target, port): (&Target, u16),
     ) {
         if !replay.is_empty() && upstream.write_all(replay).await.is_err() {
             return;
         }
+        // SECURITY: a reload that no longer allows this destination (hostname removed, policy changed,
+        // devbox deleted) closes the tunnel too, not only new connections.
+        let mut generation = crate::reload::subscribe();
+        let source = ctx.source.ip();
+        let withdrawn = std::sync::atomic::AtomicBool::new(false);
+        let stop = async {
+            while generation.changed().await.is_ok() {
+                let snap = self.state.load();
+                let policy = snap
+                    .devbox_by_addr
+                    .get(&canonical_ip(source))
+                    .and_then(|d| d.policy.clone());
+                if !matches!(
+                    policy::decide(policy.as_deref(), &snap.policy_env, target, port),
+                    Verdict::Allow(_)
+                ) {
+                    withdrawn.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        };
         crate::metrics::tunnels(1.0);
-        let (up, down) = splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout).await;
+        let (up, down) =
+            splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout, stop).await;
         crate::metrics::tunnels(-1.0);
+        if withdrawn.load(std::sync::atomic::Ordering::Relaxed) {
+            ctx.verdict = "closed";
+            ctx.reason = "policy_withdrawn";
+        }
         ctx.up = up + replay.len() as u64;
         ctx.down = down;
     }
@@ -368,7 +396,8 @@ impl Egress {
                 let Some(up) = self.dial(&snap, ctx, &allowed).await else {
                     return respond::reset(s);
                 };
-                self.tunnel(&snap, ctx, s, up, &bytes).await;
+                self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
+                    .await;
             }
             Sniffed::Http {
                 head,
@@ -404,7 +433,8 @@ impl Egress {
                 let Some(up) = self.dial(&snap, ctx, &allowed).await else {
                     return respond::reset(s);
                 };
-                self.tunnel(&snap, ctx, s, up, &bytes).await;
+                self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
+                    .await;
             }
         }
     }
@@ -549,7 +579,8 @@ impl Egress {
                 Err(_) => return,
             }
         }
-        self.tunnel(snap, ctx, s, up, &replay).await;
+        self.tunnel(snap, ctx, s, up, &replay, (&target, port))
+            .await;
     }
 
     /// One plain-HTTP request (transparent, or absolute-form through the explicit proxy): checked against
@@ -644,6 +675,6 @@ impl Egress {
         }
         out.extend_from_slice(b"Connection: close\r\n\r\n");
         out.extend_from_slice(&bytes[head_len..]);
-        self.tunnel(snap, ctx, s, up, &out).await;
+        self.tunnel(snap, ctx, s, up, &out, (&target, port)).await;
     }
 }

@@ -61,9 +61,15 @@ async fn one_way(from: &TcpStream, to: &TcpStream, n: &AtomicU64) -> io::Result<
     }
 }
 
-/// Tunnel two sockets both ways until both directions end, an error, or `idle` without a byte.
-/// Returns (a -> b, b -> a) byte counts.
-pub async fn tunnel(a: &TcpStream, b: &TcpStream, idle: Duration) -> (u64, u64) {
+/// Tunnel two sockets both ways until both directions end, an error, `idle` without a byte, or `stop`
+/// resolves (a reload withdrew the permission). Returns (a -> b, b -> a) byte counts.
+pub async fn tunnel(
+    a: &TcpStream,
+    b: &TcpStream,
+    idle: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> (u64, u64) {
+    tokio::pin!(stop);
     let up = Arc::new(AtomicU64::new(0));
     let down = Arc::new(AtomicU64::new(0));
     let both = async { tokio::join!(one_way(a, b, &up), one_way(b, a, &down)) };
@@ -74,6 +80,7 @@ pub async fn tunnel(a: &TcpStream, b: &TcpStream, idle: Duration) -> (u64, u64) 
     loop {
         tokio::select! {
             _ = &mut both => break,
+            () = &mut stop => break,
             () = tokio::time::sleep(tick) => {
                 let now = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
                 if now == last {
@@ -104,7 +111,9 @@ mod tests {
         let (a, _) = l1.accept().await.unwrap();
         let b = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
         let (mut server, _) = l2.accept().await.unwrap();
-        let t = tokio::spawn(async move { tunnel(&a, &b, Duration::from_secs(5)).await });
+        let t = tokio::spawn(async move {
+            tunnel(&a, &b, Duration::from_secs(5), std::future::pending()).await
+        });
         let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let send = blob.clone();
         let writer = tokio::spawn(async move {
@@ -132,7 +141,7 @@ mod tests {
         let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let b = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
         let start = std::time::Instant::now();
-        tunnel(&a, &b, Duration::from_millis(200)).await;
+        tunnel(&a, &b, Duration::from_millis(200), std::future::pending()).await;
         assert!(start.elapsed() < Duration::from_secs(2));
     }
 }

@@ -208,3 +208,73 @@ fn demo_prints_commands_that_work_as_printed() {
         "demo should exit cleanly on SIGTERM: {status:?}"
     );
 }
+
+#[test]
+fn sigkill_during_writes_never_corrupts_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(&cfg, "version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nurl = \"https://mcp.hub.internal/mcp\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let ok = Command::new(BIN)
+        .args([
+            "--config",
+            c,
+            "mcp-config",
+            "create",
+            "--name",
+            "g",
+            "--endpoint",
+            "https://x.example/mcp",
+            "--allowed-tools",
+            "*",
+        ])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let mut s = Command::new(BIN)
+        .args(["--config", c, "secret", "create", "S"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(s.stdin.as_mut().unwrap(), b"v").unwrap();
+    assert!(s.wait().unwrap().success());
+    let mut killed = 0;
+    for i in 0..40u64 {
+        let mut child = Command::new(BIN)
+            .args([
+                "--config",
+                c,
+                "devbox",
+                "create",
+                &format!("box{i}"),
+                "--mcp",
+                "A=g:S",
+                "--mcp",
+                "B=g:S",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at varied moments: before, during and after the writes.
+        std::thread::sleep(Duration::from_micros((i * 397) % 4000));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
+        // Whatever happened, the state loads and validates.
+        let check = Command::new(BIN)
+            .args(["--config", c, "check"])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "after kill {i}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    assert!(killed > 0, "the test must actually interrupt some writers");
+}

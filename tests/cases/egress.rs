@@ -376,3 +376,42 @@ async fn dns_answers_only_allowed_names_and_forwards_nothing() {
     let (rc, answers) = dns_query(dns, "localhost.", RecordType::TXT).await;
     assert_eq!((rc, answers.len()), (ResponseCode::NoError, 0));
 }
+
+#[tokio::test]
+async fn a_reload_that_removes_a_hostname_closes_its_open_tunnels() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let echo = echo_server().await;
+    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"));
+    s.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).await.unwrap();
+    // The operator removes the hostname.
+    let text = std::fs::read_to_string(&hub.config_file).unwrap();
+    assert!(text.contains("allowed_hostnames = [\"localhost\", "));
+    std::fs::write(
+        &hub.config_file,
+        text.replacen(
+            "allowed_hostnames = [\"localhost\", ",
+            "allowed_hostnames = [",
+            1,
+        ),
+    )
+    .unwrap();
+    let removed = std::time::Instant::now();
+    // The open tunnel is closed (EOF) within a second; a new one is refused.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("tunnel still open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        removed.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        removed.elapsed()
+    );
+    let (_, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    assert_denied(&resp, "not_in_allowed_hostnames");
+}

@@ -105,3 +105,89 @@ async fn config_edits_apply_live_and_invalid_edits_are_refused() {
     assert!(text.starts_with("# operator comment\n"), "{text}");
     assert!(text.contains("description = \"described\""));
 }
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_streams() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let hub = Hub::start(&[("srv", &up.url(), &["*"])]).await;
+    hub.secret("S", "k");
+    let env = hub.devbox("box", &[], &["ONE=srv:S"]);
+    let c = hub.client();
+    let resp = c
+        .send(c.request(
+            http::Method::GET,
+            Some(&env["ONE"]),
+            &[("last-event-id", "long")],
+            "",
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // The stream is flowing.
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    let revoked_at = std::time::Instant::now();
+    {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::devbox_revoke(&mut ws, "box", Some("ONE")).unwrap();
+    }
+    // It ends within a second of the revocation, long before the upstream would end it (5 s).
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(3), body.frame())
+        .await
+        .expect("stream still open 3 s after revocation")
+    {
+        if f.is_err() {
+            break;
+        }
+    }
+    assert!(
+        revoked_at.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        revoked_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn reloads_under_load_fail_no_request() {
+    let up = Upstream::start(&["x.get"], "Bearer k").await;
+    let hub = Hub::start(&[("srv", &up.url(), &["x.*"])]).await;
+    hub.secret("S", "k");
+    let t = hub.devbox("box", &[], &["T=srv:S"])["T"].clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (c, t, stop) = (hub.client(), t.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = c.post(&t, &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x.get","arguments":{}}})).await;
+                if r.status == StatusCode::OK && r.json().get("result").is_some() { ok += 1 } else { failed += 1 }
+            }
+            (ok, failed)
+        }));
+    }
+    for i in 0..10 {
+        let mut ws = hub.workspace();
+        let _l = manage::lock(ws.paths()).unwrap();
+        manage::mcp_config_update(&mut ws, "srv", None, Some(format!("edit {i}")), None).unwrap();
+        drop(_l);
+        hub.sync();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for l in load {
+        let (o, f) = l.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 20, "the load ran ({ok} calls)");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} calls failed across 10 reloads",
+        ok + failed
+    );
+}

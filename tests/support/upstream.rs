@@ -208,13 +208,24 @@ async fn handle(
     }
     if parts.method == Method::GET {
         let n = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
-        return Ok(sse(vec![
+        let mut events = vec![
             (Duration::ZERO, "id: g-0\ndata:\n\n".into()),
             (
                 Duration::from_millis(50),
                 format!("id: g-1\nevent: message\ndata: {n}\n\n"),
             ),
-        ]));
+        ];
+        // A long-lived stream when asked (keep-alive comments for 5 s), as real servers keep GET open.
+        if parts
+            .headers
+            .get("last-event-id")
+            .is_some_and(|v| v == "long")
+        {
+            events.extend(
+                (0..50).map(|_| (Duration::from_millis(100), ": keep-alive\n\n".to_string())),
+            );
+        }
+        return Ok(sse(events));
     }
     if parts.method == Method::DELETE {
         return Ok(full(StatusCode::OK, "application/json", "{}"));
