@@ -103,6 +103,8 @@ pub struct EgressListeners {
     pub dns: Option<(tokio::net::UdpSocket, TcpListener)>,
     /// The loopback admin listener.
     pub admin: Option<TcpListener>,
+    /// The admin Unix socket for the CLI.
+    pub control: Option<tokio::net::UnixListener>,
 }
 
 impl EgressListeners {
@@ -152,11 +154,19 @@ pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartEr
         Some(a) => Some(bind(a).await?),
         None => None,
     };
+    let control = match prepared.state.load().config.admin_socket.clone() {
+        Some(p) => Some(crate::control::bind(&p).map_err(|source| StartError::Io {
+            context: format!("binding {}", p.display()),
+            source,
+        })?),
+        None => None,
+    };
     Ok(EgressListeners {
         transparent,
         explicit,
         dns,
         admin,
+        control,
     })
 }
 
@@ -203,6 +213,14 @@ pub async fn serve(
     }
     let health = Arc::new(crate::admin::Health::default());
     let mut dns_tasks = Vec::new();
+    if let Some(l) = egress.control {
+        tracing::info!("Admin socket ready");
+        dns_tasks.push(tokio::spawn(crate::control::serve(
+            l,
+            prepared.config_file.clone(),
+            prepared.state.clone(),
+        )));
+    }
     if let Some(l) = egress.admin {
         tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Admin listener ready (/healthz /readyz /metrics)");
         dns_tasks.push(tokio::spawn(crate::admin::serve(l, health.clone())));

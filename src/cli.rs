@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
 use serde_json::json;
 
 use mcp_hub::app;
+use mcp_hub::config::ConfigError;
 use mcp_hub::config::Snapshot;
-use mcp_hub::manage::{self, BindingSpec, NewMcpConfig, Workspace};
+use mcp_hub::control::{self, Outcome, Request};
+use mcp_hub::manage::{self, BindingSpec, Workspace};
 
 /// MCP gateway for sandboxed agent devboxes.
 #[derive(Debug, Parser)]
@@ -328,24 +329,46 @@ fn ca(cfg: &std::path::Path, c: CaCmd) -> anyhow::Result<()> {
     }
 }
 
+/// Run a mutating operation: through the running service's admin socket when it is there (applied and
+/// reloaded at once), otherwise on the files directly. Same code (`control::apply`) either way.
+fn submit(cfg: &std::path::Path, req: Request, as_json: bool) -> anyhow::Result<()> {
+    let config = mcp_hub::config::load(cfg)?;
+    let reply = match config
+        .admin_socket
+        .as_deref()
+        .and_then(|p| control::call(p, &req))
+    {
+        Some(r) => r.context("talking to the running mcp-hub over its admin socket")?,
+        None => control::apply(cfg, req),
+    };
+    match reply.outcome {
+        Outcome::Ok if !reply.env.is_empty() => print_env(&reply.env, as_json),
+        Outcome::Ok if as_json => print_json(&json!({"ok": true, "message": reply.message})),
+        Outcome::Ok => println!("{}", reply.message),
+        Outcome::Invalid => return Err(ConfigError::Invalid(reply.issues).into()),
+        Outcome::Failed => anyhow::bail!("{}", reply.message),
+    }
+    Ok(())
+}
+
 fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::Result<()> {
-    let mut ws = Workspace::load(cfg)?;
     let show = |c: &mcp_hub::config::McpConfig| {
         json!({"id": c.id, "name": c.name, "endpoint": c.endpoint.to_string(), "allowed_tools": c.allowed_tools.patterns(),
                "description": c.description, "create_time_ms": c.create_time_ms, "credential_header": c.credential.header.as_str()})
     };
-    match c {
+    let req = match c {
         McpConfigCmd::List => {
+            let config = mcp_hub::config::load(cfg)?;
             if as_json {
                 print_json(&json!(
-                    ws.config
+                    config
                         .mcp_configs
                         .iter()
                         .map(|c| show(c))
                         .collect::<Vec<_>>()
                 ));
             } else {
-                for c in &ws.config.mcp_configs {
+                for c in &config.mcp_configs {
                     println!(
                         "{}\t{}\t{}\t{}",
                         c.id,
@@ -355,178 +378,151 @@ fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::
                     );
                 }
             }
+            return Ok(());
         }
         McpConfigCmd::Get { name } => {
-            let c = ws.config.mcp_config(&name).ok_or_else(|| {
+            let config = mcp_hub::config::load(cfg)?;
+            let c = config.mcp_config(&name).ok_or_else(|| {
                 manage::ManageError::NotFound(format!("no mcp_config named {name:?}"))
             })?;
             print_json(&show(c));
+            return Ok(());
         }
-        McpConfigCmd::Create(a) => {
-            let _l = manage::lock(ws.paths())?;
-            let credential = a.credential_header.zip(a.credential_value);
-            let id = manage::mcp_config_create(
-                &mut ws,
-                NewMcpConfig {
-                    name: a.name.clone(),
-                    endpoint: a.endpoint,
-                    allowed_tools: a.allowed_tools,
-                    description: a.description,
-                    credential,
-                },
-            )?;
-            if as_json {
-                print_json(&json!({"id": id, "name": a.name}))
-            } else {
-                println!("created mcp_config {} ({id})", a.name)
-            }
-        }
+        McpConfigCmd::Create(a) => Request::McpConfigCreate {
+            name: a.name,
+            endpoint: a.endpoint,
+            allowed_tools: a.allowed_tools,
+            description: a.description,
+            credential: a.credential_header.zip(a.credential_value),
+        },
         McpConfigCmd::Update {
             name,
             allowed_tools,
             description,
             endpoint,
-        } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::mcp_config_update(&mut ws, &name, allowed_tools, description, endpoint)?;
-            println!("updated mcp_config {name}");
-        }
-        McpConfigCmd::Delete { name, force } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::mcp_config_delete(&mut ws, &name, force)?;
-            println!("deleted mcp_config {name}");
-        }
-    }
-    Ok(())
+        } => Request::McpConfigUpdate {
+            name,
+            allowed_tools,
+            description,
+            endpoint,
+        },
+        McpConfigCmd::Delete { name, force } => Request::McpConfigDelete { name, force },
+    };
+    submit(cfg, req, as_json)
 }
 
 fn secret(cfg: &std::path::Path, c: SecretCmd, as_json: bool) -> anyhow::Result<()> {
-    let mut ws = Workspace::load(cfg)?;
-    match c {
-        SecretCmd::Create { name, replace } => {
-            let mut v = String::new();
-            std::io::stdin()
-                .read_to_string(&mut v)
-                .context("reading the secret value from stdin")?;
-            let _l = manage::lock(ws.paths())?;
-            manage::secret_create(&mut ws, &name, SecretString::from(v), replace)?;
-            println!("stored secret {name}");
-        }
+    let req = match c {
         SecretCmd::List => {
+            let config = mcp_hub::config::load(cfg)?;
+            let secrets = mcp_hub::state::secrets::Secrets::load(&config.paths.secrets_file)
+                .map_err(ConfigError::Invalid)?;
             if as_json {
                 print_json(&json!(
-                    ws.secrets
+                    secrets
                         .map
                         .iter()
                         .map(|(n, s)| json!({"name": n, "create_time_ms": s.create_time_ms}))
                         .collect::<Vec<_>>()
                 ));
             } else {
-                for n in ws.secrets.map.keys() {
+                for n in secrets.map.keys() {
                     println!("{n}");
                 }
             }
+            return Ok(());
         }
-        SecretCmd::Delete { name, force } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::secret_delete(&mut ws, &name, force)?;
-            println!("deleted secret {name}");
+        SecretCmd::Create { name, replace } => {
+            let mut v = String::new();
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .context("reading the secret value from stdin")?;
+            Request::SecretCreate {
+                name,
+                value: v,
+                replace,
+            }
         }
-    }
-    Ok(())
+        SecretCmd::Delete { name, force } => Request::SecretDelete { name, force },
+    };
+    submit(cfg, req, as_json)
 }
 
 fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<()> {
-    let mut ws = Workspace::load(cfg)?;
-    match c {
+    let spec = |v: Vec<BindingSpec>| {
+        v.iter()
+            .map(|b| format!("{}={}:{}", b.env_var, b.mcp_config, b.secret))
+            .collect()
+    };
+    let req = match c {
+        DevboxCmd::List => {
+            let ws = Workspace::load(cfg)?;
+            let state = |d: &str, e: &str| {
+                if ws.tokens.get(d, e).is_some() {
+                    "active"
+                } else {
+                    "revoked"
+                }
+            };
+            if as_json {
+                let rows: Vec<_> = ws
+                    .devboxes
+                    .list
+                    .iter()
+                    .map(|d| {
+                        json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms, "network_policy": d.network_policy,
+                               "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret, "token": state(&d.name, e)}))).collect::<serde_json::Map<_, _>>()})
+                    })
+                    .collect();
+                print_json(&json!(rows));
+            } else {
+                for d in &ws.devboxes.list {
+                    let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+                    let addrs = if addrs.is_empty() {
+                        "any address".to_string()
+                    } else {
+                        addrs.join(",")
+                    };
+                    println!(
+                        "{}\t{addrs}\tpolicy {}",
+                        d.name,
+                        d.network_policy.as_deref().unwrap_or("(none)")
+                    );
+                    for (e, b) in &d.mcp {
+                        println!(
+                            "  {e} -> {} (secret {}) token {}",
+                            b.mcp_config,
+                            b.secret,
+                            state(&d.name, e)
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
         DevboxCmd::Create {
             name,
             addresses,
             network_policy,
             mcp,
-        } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_create(&mut ws, &name, addresses, network_policy, mcp)?;
-            print_env(&manage::devbox_env(&ws, &name)?, as_json);
-        }
-        DevboxCmd::Bind { name, mcp } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_bind(&mut ws, &name, mcp)?;
-            print_env(&manage::devbox_env(&ws, &name)?, as_json);
-        }
-        DevboxCmd::SetPolicy { name, policy } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_set_policy(&mut ws, &name, policy.clone())?;
-            println!(
-                "devbox {name}: network policy {}",
-                policy.as_deref().unwrap_or("(none: no network)")
-            );
-        }
-        DevboxCmd::Unbind { name, env_var } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_unbind(&mut ws, &name, &env_var)?;
-            println!("removed {name}/{env_var}");
-        }
-        DevboxCmd::List => {
-            let rows: Vec<_> = ws
-                .devboxes
-                .list
-                .iter()
-                .map(|d| {
-                    json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms, "network_policy": d.network_policy,
-                           "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret,
-                                  "token": if ws.tokens.get(&d.name, e).is_some() { "active" } else { "revoked" }}))).collect::<serde_json::Map<_, _>>()})
-                })
-                .collect();
-            if as_json {
-                print_json(&json!(rows));
-            } else {
-                for d in &ws.devboxes.list {
-                    let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
-                    println!(
-                        "{}\t{}",
-                        d.name,
-                        if addrs.is_empty() {
-                            "any address".to_string()
-                        } else {
-                            addrs.join(",")
-                        }
-                    );
-                    for (e, b) in &d.mcp {
-                        let st = if ws.tokens.get(&d.name, e).is_some() {
-                            "active"
-                        } else {
-                            "revoked"
-                        };
-                        println!("  {e} -> {} (secret {}) token {st}", b.mcp_config, b.secret);
-                    }
-                }
-            }
-        }
-        DevboxCmd::Env { name } => print_env(&manage::devbox_env(&ws, &name)?, as_json),
-        DevboxCmd::Revoke { name, env_var } => {
-            let _l = manage::lock(ws.paths())?;
-            let r = manage::devbox_revoke(&mut ws, &name, env_var.as_deref())?;
-            println!("revoked {} token(s) of {name}: {}", r.len(), r.join(", "));
-        }
-        DevboxCmd::Rotate { name, env_var } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_rotate(&mut ws, &name, &env_var)?;
-            let env = manage::devbox_env(&ws, &name)?;
-            print_env(
-                &env.into_iter()
-                    .filter(|(k, _)| *k == env_var)
-                    .collect::<Vec<_>>(),
-                as_json,
-            );
-        }
-        DevboxCmd::Delete { name } => {
-            let _l = manage::lock(ws.paths())?;
-            manage::devbox_delete(&mut ws, &name)?;
-            println!("deleted devbox {name}");
-        }
-    }
-    Ok(())
+        } => Request::DevboxCreate {
+            name,
+            addresses,
+            network_policy,
+            mcp: spec(mcp),
+        },
+        DevboxCmd::Bind { name, mcp } => Request::DevboxBind {
+            name,
+            mcp: spec(mcp),
+        },
+        DevboxCmd::Unbind { name, env_var } => Request::DevboxUnbind { name, env_var },
+        DevboxCmd::SetPolicy { name, policy } => Request::DevboxSetPolicy { name, policy },
+        DevboxCmd::Env { name } => Request::DevboxEnv { name },
+        DevboxCmd::Revoke { name, env_var } => Request::DevboxRevoke { name, env_var },
+        DevboxCmd::Rotate { name, env_var } => Request::DevboxRotate { name, env_var },
+        DevboxCmd::Delete { name } => Request::DevboxDelete { name },
+    };
+    submit(cfg, req, as_json)
 }
 
 /// Signals: SIGTERM/SIGINT start the drain (a second SIGINT exits at once); SIGHUP reloads.

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod dns;
 pub mod firewall;

@@ -21,7 +21,7 @@ pub use snapshot::Snapshot;
 use validate::Issues;
 
 /// One problem in a configuration or state file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigIssue {
     /// The file the problem is in.
     pub file: String,
@@ -183,6 +183,8 @@ pub struct Config {
     pub network_policies: Vec<Arc<crate::policy::NetworkPolicy>>,
     /// `[admin] listen`: loopback address for /healthz, /readyz, /metrics.
     pub admin_listen: Option<SocketAddr>,
+    /// `[admin] socket`: the Unix socket the CLI sends its edits to while the service runs.
+    pub admin_socket: Option<PathBuf>,
 }
 
 impl Config {

@@ -70,6 +70,7 @@ pub(crate) struct RawEgress {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub(crate) listen: Option<String>,
+    pub(crate) socket: Option<String>,
 }
 
 /// One `[[network_policies]]` entry.

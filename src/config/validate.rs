@@ -471,6 +471,10 @@ pub(crate) fn config(
     let np =
         super::array_section::<super::raw::RawNetworkPolicy>(&table, "network_policies", issues);
     let ad: super::raw::RawAdmin = super::section(&table, "admin", issues).unwrap_or_default();
+    let admin_socket = ad
+        .socket
+        .as_deref()
+        .map(|p| resolve_path(config_file.parent().unwrap_or(Path::new(".")), p));
     let admin_listen = match ad.listen.as_deref().map(str::parse::<SocketAddr>) {
         None => None,
         Some(Ok(a)) if a.ip().is_loopback() => Some(a),
@@ -499,6 +503,7 @@ pub(crate) fn config(
         egress,
         network_policies,
         admin_listen,
+        admin_socket,
     })
 }
 

@@ -185,3 +185,111 @@ async fn systemd_notify_reload_metrics_and_drain() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_cli_goes_through_the_admin_socket_while_the_service_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let up = Upstream::start(&["x.get"], "Bearer s3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = free_port();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\nurl = \"https://127.0.0.1:{gw}/mcp\"\n[admin]\nsocket = \"admin.sock\"\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap().to_string();
+    let cli = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["--config", &c])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(b) = stdin {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), b).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let _hub = Command::new(BIN)
+        .args(["--config", &c, "run"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+    let sock = dir.path().join("admin.sock");
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+
+    // Through the socket: every edit is applied and reloaded before the command returns.
+    assert!(
+        cli(
+            &[
+                "mcp-config",
+                "create",
+                "--name",
+                "x",
+                "--endpoint",
+                &up.url(),
+                "--allowed-tools",
+                "x.*"
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        cli(&["secret", "create", "S"], Some(b"s3"))
+            .status
+            .success()
+    );
+    let out = cli(&["devbox", "create", "b", "--mcp", "X=x:S"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("X="))
+        .unwrap()
+        .to_string();
+    let client = Client::new(
+        &format!("https://127.0.0.1:{gw}/mcp"),
+        &dir.path().join("state/ca/ca.pem"),
+        false,
+    );
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x.get","arguments":{}}});
+    assert_eq!(
+        client.post(&token, &call).await.status,
+        StatusCode::OK,
+        "no polling delay: the token works at once"
+    );
+    let out = cli(&["devbox", "revoke", "b", "X"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        client.post(&token, &call).await.status,
+        StatusCode::UNAUTHORIZED,
+        "revocation is immediate too"
+    );
+    // Invalid edits are refused by the service with the same exit code and problems.
+    let out = cli(
+        &["mcp-config", "update", "x", "--allowed-tools", "bad["],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allowed_tools[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
