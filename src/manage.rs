@@ -319,6 +319,22 @@ fn users(ws: &Workspace, pred: impl Fn(&McpBinding) -> bool) -> Vec<String> {
         .collect()
 }
 
+/// Remove every binding matching `pred` and revoke its token (forced deletes).
+fn unbind_where(ws: &mut Workspace, pred: impl Fn(&McpBinding) -> bool) {
+    for d in &mut ws.devboxes.list {
+        let gone: Vec<String> = d
+            .mcp
+            .iter()
+            .filter(|(_, b)| pred(b))
+            .map(|(e, _)| e.clone())
+            .collect();
+        for env in gone {
+            d.mcp.remove(&env);
+            ws.tokens.revoke(&d.name, &env);
+        }
+    }
+}
+
 /// `mcp-config delete`. With `force`, bindings using it are removed (and their tokens revoked).
 ///
 /// # Errors
@@ -344,18 +360,7 @@ pub fn mcp_config_delete(
             used.join(", ")
         )));
     }
-    for d in &mut ws.devboxes.list {
-        let gone: Vec<String> = d
-            .mcp
-            .iter()
-            .filter(|(_, b)| matches(b))
-            .map(|(e, _)| e.clone())
-            .collect();
-        for env in gone {
-            d.mcp.remove(&env);
-            ws.tokens.revoke(&d.name, &env);
-        }
-    }
+    unbind_where(ws, matches);
     ws.configs_mut().remove(i);
     ws.commit(Changed {
         config: true,
@@ -422,18 +427,7 @@ pub fn secret_delete(ws: &mut Workspace, name: &str, force: bool) -> Result<(), 
             used.join(", ")
         )));
     }
-    for d in &mut ws.devboxes.list {
-        let gone: Vec<String> = d
-            .mcp
-            .iter()
-            .filter(|(_, b)| b.secret == name)
-            .map(|(e, _)| e.clone())
-            .collect();
-        for env in gone {
-            d.mcp.remove(&env);
-            ws.tokens.revoke(&d.name, &env);
-        }
-    }
+    unbind_where(ws, |b| b.secret == name);
     ws.secrets.map.remove(name);
     ws.commit(Changed {
         secrets: true,

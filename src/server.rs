@@ -113,6 +113,38 @@ pub async fn serve_workers(
     }
 }
 
+/// Stage accept: wait for a connection slot, then a connection (nodelay set); `None` once `shutdown`
+/// fires. Accept errors (EMFILE and friends) back off instead of spinning.
+pub async fn accept<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    limit: &Arc<Semaphore>,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    let permit = tokio::select! {
+        () = shutdown.as_mut() => return None,
+        p = limit.clone().acquire_owned() => p.ok()?,
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.as_mut() => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Some((permit, tcp, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Serve the gateway on `listener` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
@@ -126,24 +158,7 @@ pub async fn serve(
     let h1 = Arc::new(http_builder().http1_only());
     let h2 = Arc::new(http_builder().http2_only());
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await {
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
         let (h1, h2) = (h1.clone(), h2.clone());

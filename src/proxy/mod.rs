@@ -185,23 +185,9 @@ impl Egress {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => return,
-                p = self.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
-            let (tcp, peer) = tokio::select! {
-                () = &mut shutdown => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
+        while let Some((permit, tcp, peer)) =
+            crate::server::accept(&listener, &self.limit, shutdown.as_mut()).await
+        {
             let me = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
@@ -497,6 +483,38 @@ impl Egress {
             .await;
     }
 
+    /// Stages resolve, admit and dial for the HTTP-speaking paths (CONNECT, plain HTTP). On failure the
+    /// client has been answered (403 with the reason, or 502) and `None` comes back.
+    async fn reach(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        s: &mut TcpStream,
+        a: Allowance,
+        (target, host, port): (&Target, &str, u16),
+    ) -> Option<TcpStream> {
+        let allowed = match self.resolve_admit(snap, ctx, a, target, port).await {
+            Ok(x) => x,
+            Err(r) => {
+                let (devbox, policy) = ctx.names();
+                let body = respond::explain(r, host, devbox, policy);
+                respond::http(s, 403, r, &body).await;
+                return None;
+            }
+        };
+        let up = self.dial(snap, ctx, &allowed).await;
+        if up.is_none() {
+            respond::http(
+                s,
+                502,
+                DenyReason::ResolveFailed,
+                &format!("{host}:{port}: upstream unreachable\n"),
+            )
+            .await;
+        }
+        up
+    }
+
     /// CONNECT host:port.
     async fn connect(
         &self,
@@ -539,18 +557,11 @@ impl Egress {
             }
             return self.intercept(ctx, Prefixed::new(rest, s)).await;
         }
-        let allowed = match self.resolve_admit(snap, ctx, a, &target, port).await {
-            Ok(x) => x,
-            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
-        };
-        let Some(up) = self.dial(snap, ctx, &allowed).await else {
-            return respond::http(
-                &mut s,
-                502,
-                DenyReason::ResolveFailed,
-                &format!("{host}:{port}: upstream unreachable\n"),
-            )
-            .await;
+        let Some(up) = self
+            .reach(snap, ctx, &mut s, a, (&target, host, port))
+            .await
+        else {
+            return;
         };
         if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await
@@ -643,18 +654,11 @@ impl Egress {
             )
             .await;
         }
-        let allowed = match self.resolve_admit(snap, ctx, a, &target, port).await {
-            Ok(x) => x,
-            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
-        };
-        let Some(up) = self.dial(snap, ctx, &allowed).await else {
-            return respond::http(
-                &mut s,
-                502,
-                DenyReason::ResolveFailed,
-                &format!("{host}:{port}: upstream unreachable\n"),
-            )
-            .await;
+        let Some(up) = self
+            .reach(snap, ctx, &mut s, a, (&target, host, port))
+            .await
+        else {
+            return;
         };
         let mut out = format!("{} {} HTTP/1.{}\r\n", head.method, path, head.version).into_bytes();
         const HOP: &[&str] = &[

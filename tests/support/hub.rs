@@ -130,22 +130,7 @@ impl Hub {
         policy: &str,
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
-        let mut ws = self.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::devbox_create(
-            &mut ws,
-            name,
-            addresses.iter().map(|a| a.parse().unwrap()).collect(),
-            Some(policy.to_string()),
-            bindings
-                .iter()
-                .map(|b| b.parse::<BindingSpec>().unwrap())
-                .collect(),
-        )
-        .unwrap();
-        drop(_l);
-        self.sync();
-        manage::devbox_env(&ws, name).unwrap().into_iter().collect()
+        self.create_devbox(name, addresses, Some(policy), bindings)
     }
 
     /// Create a devbox with `ENV=config:secret` bindings; returns env var -> token.
@@ -155,13 +140,23 @@ impl Hub {
         addresses: &[&str],
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
+        self.create_devbox(name, addresses, None, bindings)
+    }
+
+    fn create_devbox(
+        &self,
+        name: &str,
+        addresses: &[&str],
+        policy: Option<&str>,
+        bindings: &[&str],
+    ) -> std::collections::HashMap<String, String> {
         let mut ws = self.workspace();
         let _l = manage::lock(ws.paths()).unwrap();
         manage::devbox_create(
             &mut ws,
             name,
             addresses.iter().map(|a| a.parse().unwrap()).collect(),
-            None,
+            policy.map(str::to_string),
             bindings
                 .iter()
                 .map(|b| b.parse::<BindingSpec>().unwrap())
