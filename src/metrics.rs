@@ -17,7 +17,17 @@ const LATENCY_BUCKETS: &[f64] = &[
 struct Family {
     help: &'static str,
     kind: &'static str,
-    series: BTreeMap<String, f64>,
+    series: BTreeMap<String, Series>,
+}
+
+/// One labelled series: a value (counter, gauge) or a histogram's buckets.
+enum Series {
+    Value(f64),
+    Histogram {
+        buckets: [u64; LATENCY_BUCKETS.len()],
+        sum: f64,
+        count: u64,
+    },
 }
 
 static REGISTRY: LazyLock<Mutex<BTreeMap<&'static str, Family>>> =
@@ -29,61 +39,82 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `{k="v",...}` (empty without labels); one allocation per update, on the request path.
 fn labels(l: &[(&str, &str)]) -> String {
     if l.is_empty() {
         return String::new();
     }
-    let inner: Vec<String> = l
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
+    let mut o = String::from("{");
+    for (i, (k, v)) in l.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "{k}=\"{}\"", escape(v));
+    }
+    o.push('}');
+    o
 }
 
-fn with<F: FnOnce(&mut Family)>(name: &'static str, help: &'static str, kind: &'static str, f: F) {
+fn with<F: FnOnce(&mut BTreeMap<String, Series>)>(
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    f: F,
+) {
     let mut r = REGISTRY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fam = r.entry(name).or_insert_with(|| Family {
-        help,
-        kind,
-        series: BTreeMap::new(),
-    });
-    f(fam);
+    f(&mut r
+        .entry(name)
+        .or_insert_with(|| Family {
+            help,
+            kind,
+            series: BTreeMap::new(),
+        })
+        .series);
 }
 
 /// Add `v` to a counter or gauge series.
 pub fn add(name: &'static str, help: &'static str, kind: &'static str, l: &[(&str, &str)], v: f64) {
     let key = labels(l);
-    with(name, help, kind, |f| {
-        *f.series.entry(key).or_insert(0.0) += v
+    with(name, help, kind, |s| {
+        if let Series::Value(x) = s.entry(key).or_insert(Series::Value(0.0)) {
+            *x += v;
+        }
     });
 }
 
 /// Record a latency observation in a histogram.
 pub fn observe(name: &'static str, help: &'static str, l: &[(&str, &str)], d: Duration) {
     let secs = d.as_secs_f64();
-    with(name, help, "histogram", |f| {
-        for b in LATENCY_BUCKETS {
-            if secs <= *b {
-                let mut ll = l.to_vec();
-                let le = b.to_string();
-                ll.push(("le", &le));
-                *f.series
-                    .entry(format!("_bucket{}", labels(&ll)))
-                    .or_insert(0.0) += 1.0;
+    let key = labels(l);
+    with(name, help, "histogram", |s| {
+        let e = s.entry(key).or_insert(Series::Histogram {
+            buckets: [0; LATENCY_BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        });
+        if let Series::Histogram {
+            buckets,
+            sum,
+            count,
+        } = e
+        {
+            if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+                buckets[i] += 1;
             }
+            *sum += secs;
+            *count += 1;
         }
-        let mut ll = l.to_vec();
-        ll.push(("le", "+Inf"));
-        *f.series
-            .entry(format!("_bucket{}", labels(&ll)))
-            .or_insert(0.0) += 1.0;
-        *f.series.entry(format!("_sum{}", labels(l))).or_insert(0.0) += secs;
-        *f.series
-            .entry(format!("_count{}", labels(l)))
-            .or_insert(0.0) += 1.0;
     });
+}
+
+/// Insert `le` into a rendered label set.
+fn with_le(key: &str, le: &str) -> String {
+    match key.strip_suffix('}') {
+        Some(inner) => format!("{inner},le=\"{le}\"}}"),
+        None => format!("{{le=\"{le}\"}}"),
+    }
 }
 
 /// The text exposition format.
@@ -95,8 +126,30 @@ pub fn render() -> String {
     for (name, f) in r.iter() {
         let _ = writeln!(o, "# HELP {name} {}", f.help);
         let _ = writeln!(o, "# TYPE {name} {}", f.kind);
-        for (k, v) in &f.series {
-            let _ = writeln!(o, "{name}{k} {v}");
+        for (k, s) in &f.series {
+            match s {
+                Series::Value(v) => {
+                    let _ = writeln!(o, "{name}{k} {v}");
+                }
+                Series::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                } => {
+                    let mut cumulative = 0;
+                    for (b, n) in LATENCY_BUCKETS.iter().zip(buckets) {
+                        cumulative += n;
+                        let _ = writeln!(
+                            o,
+                            "{name}_bucket{} {cumulative}",
+                            with_le(k, &b.to_string())
+                        );
+                    }
+                    let _ = writeln!(o, "{name}_bucket{} {count}", with_le(k, "+Inf"));
+                    let _ = writeln!(o, "{name}_sum{k} {sum}");
+                    let _ = writeln!(o, "{name}_count{k} {count}");
+                }
+            }
         }
     }
     o
