@@ -119,17 +119,18 @@ state_dir = "state"
 listen = "127.0.0.1:8443"
 url = "https://mcp.hub.internal/mcp"
 [egress]
-transparent_listen = "0.0.0.0:15001"
+# Dual-stack: IPv4 devbox connections arrive as ::ffff:a.b.c.d, IPv6 ones as themselves.
+transparent_listen = "[::]:15001"
 explicit_listen = "10.77.0.1:3128"
 dns_listen = "0.0.0.0:15353"
 gateway_addresses = ["10.77.0.1"]
 devbox_interfaces = ["vd0", "vd1"]
 # The test's "outside world" is a private network; the operator allows it explicitly.
-allowed_private_ranges = ["10.88.0.0/24"]
+allowed_private_ranges = ["10.88.0.0/24", "fd88::/64"]
 
 [[network_policies]]
 name = "dev"
-allowed_hostnames = ["allowed.test", "private.test", "rebind.test"]
+allowed_hostnames = ["allowed.test", "allowed6.test", "private.test", "rebind.test"]
 allow_mcp_gateway = true
 
 [[network_policies]]
@@ -217,9 +218,28 @@ fn transparent_egress_in_network_namespaces() {
     ]);
     // Devboxes point every name at the hub; the hub knows where things really are.
     let names = "mcp.hub.internal allowed.test denied.test private.test rebind.test";
-    lab.hosts("dbx", &format!("127.0.0.1 localhost\n10.77.0.1 {names}\n"));
+    for (ns, dev, addr) in [
+        (&hub, "vd0", "fd77::1/64"),
+        (&hub, "vw", "fd88::1/64"),
+        (&dbx, "eth0", "fd77::2/64"),
+        (&wld, "eth0", "fd88::2/64"),
+    ] {
+        ok(&[
+            "ip", "-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad",
+        ]);
+    }
+    ok(&[
+        "ip", "-n", &dbx, "-6", "route", "add", "default", "via", "fd77::1",
+    ]);
+    ok(&[
+        "ip", "-n", &wld, "-6", "route", "add", "default", "via", "fd88::1",
+    ]);
+    lab.hosts(
+        "dbx",
+        &format!("127.0.0.1 localhost\n10.77.0.1 {names}\nfd77::1 allowed6.test\n"),
+    );
     lab.hosts("dbx2", &format!("127.0.0.1 localhost\n10.77.1.1 {names}\n"));
-    lab.hosts("hub", "127.0.0.1 localhost\n10.88.0.2 allowed.test denied.test\n192.168.200.7 private.test\n10.88.0.2 rebind.test\n169.254.169.254 rebind.test\n");
+    lab.hosts("hub", "127.0.0.1 localhost\n10.88.0.2 allowed.test denied.test\n192.168.200.7 private.test\n10.88.0.2 rebind.test\n169.254.169.254 rebind.test\nfd88::2 allowed6.test\n");
 
     // The world: an HTTP and an HTTPS origin, and a UDP sink.
     let d = lab.dir.path().to_path_buf();
@@ -258,6 +278,21 @@ fn transparent_egress_in_network_namespaces() {
         ],
         &[],
         "http.log",
+    );
+    lab.spawn(
+        "wld",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "fd88::2",
+            "--directory",
+            d.to_str().unwrap(),
+        ],
+        &[],
+        "http6.log",
     );
     lab.spawn(
         "wld",
@@ -311,6 +346,8 @@ fn transparent_egress_in_network_namespaces() {
         "dbx",
         "--address",
         "10.77.0.2",
+        "--address",
+        "fd77::2",
         "--network-policy",
         "dev",
         "--mcp",
@@ -356,8 +393,8 @@ fn transparent_egress_in_network_namespaces() {
     wait_for("the hub", || {
         lab.log("hub.log").matches("Egress proxy ready").count() == 2
     });
-    for port in ["80", "443"] {
-        let probe = format!("exec 3<>/dev/tcp/10.88.0.2/{port}");
+    for (host, port) in [("10.88.0.2", "80"), ("10.88.0.2", "443"), ("fd88::2", "80")] {
+        let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
         wait_for("the world's origins", || {
             lab.exec("hub", &["bash", "-c", &probe]).status.success()
         });
@@ -423,6 +460,37 @@ fn transparent_egress_in_network_namespaces() {
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "denials must be immediate"
+    );
+
+    // IPv6: the same pipeline (IP6T_SO_ORIGINAL_DST, hub-side resolution to an IPv6 world).
+    let o = curl("dbx", &["-6", "http://allowed6.test/"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from the world\n",
+        "IPv6: {}",
+        text(&o)
+    );
+    let o = curl(
+        "dbx",
+        &[
+            "-6",
+            "-i",
+            "-g",
+            "-H",
+            "Host: denied.test",
+            "http://[fd77::1]/",
+        ],
+    );
+    assert!(
+        text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
+        "IPv6 denial: {}",
+        text(&o)
+    );
+    let o = curl("dbx", &["-6", "-i", "-g", "http://[fd88::2]/"]);
+    assert!(
+        text(&o).contains("X-Proxy-Error: raw_ip"),
+        "IPv6 raw address: {}",
+        text(&o)
     );
 
     // Raw IPs, the metadata address, names resolving to private addresses, DNS rebinding.

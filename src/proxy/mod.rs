@@ -149,7 +149,9 @@ impl ConnCtx {
 pub fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
     use nix::sys::socket::{getsockopt, sockopt};
     let local = s.local_addr().ok()?;
-    if local.is_ipv4() {
+    // On a dual-stack listener ([::]), IPv4 connections show up as ::ffff:a.b.c.d; their original
+    // destination is recorded by the IPv4 NAT table.
+    if canonical_ip(local.ip()).is_ipv4() {
         let sa = getsockopt(s, sockopt::OriginalDst).ok()?;
         let ip = std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
         Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sa.sin_port)))
