@@ -77,6 +77,75 @@ pub(crate) enum Command {
     /// Devboxes, their MCP bindings and tokens.
     #[command(subcommand)]
     Devbox(DevboxCmd),
+    /// Network policies devboxes name (`[[network_policies]]` in hub.toml).
+    #[command(subcommand, name = "network-policy")]
+    NetworkPolicy(NetworkPolicyCmd),
+    /// What the running service serves (through its admin socket), or what it would serve.
+    Status,
+}
+
+/// Network policy fields; on `update` only the given ones change.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Host names the devbox may reach ("*." wildcards), comma-separated.
+    #[arg(long = "allowed-hostnames", value_delimiter = ',', num_args = 0..)]
+    allowed_hostnames: Option<Vec<String>>,
+    /// true|false: any public destination.
+    #[arg(long)]
+    allow_all: Option<bool>,
+    /// true|false: other devboxes.
+    #[arg(long)]
+    allow_devbox_to_devbox: Option<bool>,
+    /// true|false: the MCP gateway.
+    #[arg(long)]
+    allow_mcp_gateway: Option<bool>,
+    /// true|false: the agent gateway hosts.
+    #[arg(long)]
+    allow_agent_gateway: Option<bool>,
+}
+
+impl From<PolicyArgs> for manage::PolicyFields {
+    fn from(a: PolicyArgs) -> Self {
+        Self {
+            description: a.description,
+            allow_all: a.allow_all,
+            allowed_hostnames: a.allowed_hostnames,
+            allow_devbox_to_devbox: a.allow_devbox_to_devbox,
+            allow_mcp_gateway: a.allow_mcp_gateway,
+            allow_agent_gateway: a.allow_agent_gateway,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkPolicyCmd {
+    /// List policies.
+    List,
+    /// Create a policy.
+    Create {
+        /// Unique name.
+        name: String,
+        #[command(flatten)]
+        fields: PolicyArgs,
+    },
+    /// Change some fields of a policy.
+    Update {
+        /// Policy name.
+        name: String,
+        #[command(flatten)]
+        fields: PolicyArgs,
+    },
+    /// Delete a policy (refused while devboxes use it, unless --force).
+    Delete {
+        /// Policy name.
+        name: String,
+        /// Leave the devboxes that use it without network.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +366,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::McpConfig(c) => mcp_config(&cfg, c, cli.json),
         Command::Secret(c) => secret(&cfg, c, cli.json),
         Command::Devbox(c) => devbox(&cfg, c, cli.json),
+        Command::Status => submit(&cfg, Request::Status, cli.json),
+        Command::NetworkPolicy(c) => network_policy(&cfg, c, cli.json),
     }
 }
 
@@ -444,6 +515,56 @@ fn secret(cfg: &std::path::Path, c: SecretCmd, as_json: bool) -> anyhow::Result<
             }
         }
         SecretCmd::Delete { name, force } => Request::SecretDelete { name, force },
+    };
+    submit(cfg, req, as_json)
+}
+
+fn network_policy(cfg: &std::path::Path, c: NetworkPolicyCmd, as_json: bool) -> anyhow::Result<()> {
+    let req = match c {
+        NetworkPolicyCmd::List => {
+            let config = mcp_hub::config::load(cfg)?;
+            let rows: Vec<_> = config
+                .network_policies
+                .iter()
+                .map(|p| {
+                    json!({"name": p.name, "description": p.description, "allow_all": p.allow_all,
+                           "allowed_hostnames": p.allowed_hostnames.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>(),
+                           "allow_devbox_to_devbox": p.allow_devbox_to_devbox, "allow_mcp_gateway": p.allow_mcp_gateway,
+                           "allow_agent_gateway": p.allow_agent_gateway})
+                })
+                .collect();
+            if as_json {
+                print_json(&json!(rows));
+            } else {
+                for p in &config.network_policies {
+                    let flags: Vec<&str> = [
+                        (p.allow_all, "allow_all"),
+                        (p.allow_devbox_to_devbox, "devbox_to_devbox"),
+                        (p.allow_mcp_gateway, "mcp_gateway"),
+                        (p.allow_agent_gateway, "agent_gateway"),
+                    ]
+                    .into_iter()
+                    .filter_map(|(on, n)| on.then_some(n))
+                    .collect();
+                    println!(
+                        "{}\t{} hostname pattern(s)\t{}",
+                        p.name,
+                        p.allowed_hostnames.len(),
+                        flags.join(",")
+                    );
+                }
+            }
+            return Ok(());
+        }
+        NetworkPolicyCmd::Create { name, fields } => Request::NetworkPolicyCreate {
+            name,
+            fields: fields.into(),
+        },
+        NetworkPolicyCmd::Update { name, fields } => Request::NetworkPolicyUpdate {
+            name,
+            fields: fields.into(),
+        },
+        NetworkPolicyCmd::Delete { name, force } => Request::NetworkPolicyDelete { name, force },
     };
     submit(cfg, req, as_json)
 }

@@ -80,6 +80,20 @@ pub enum Request {
     },
     /// `mcp-config delete`.
     McpConfigDelete { name: String, force: bool },
+    /// `network-policy create`.
+    NetworkPolicyCreate {
+        name: String,
+        fields: manage::PolicyFields,
+    },
+    /// `network-policy update`.
+    NetworkPolicyUpdate {
+        name: String,
+        fields: manage::PolicyFields,
+    },
+    /// `network-policy delete`.
+    NetworkPolicyDelete { name: String, force: bool },
+    /// `status`: what the running service serves (answered from its live state).
+    Status,
 }
 
 /// How a request ended, for the CLI's exit code.
@@ -250,7 +264,42 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             manage::mcp_config_delete(&mut ws, &name, force)?;
             Reply::ok(format!("deleted mcp_config {name}"), Vec::new())
         }
+        Request::NetworkPolicyCreate { name, fields } => {
+            manage::network_policy_create(&mut ws, &name, fields)?;
+            Reply::ok(format!("created network policy {name}"), Vec::new())
+        }
+        Request::NetworkPolicyUpdate { name, fields } => {
+            manage::network_policy_update(&mut ws, &name, fields)?;
+            Reply::ok(format!("updated network policy {name}"), Vec::new())
+        }
+        Request::NetworkPolicyDelete { name, force } => {
+            manage::network_policy_delete(&mut ws, &name, force)?;
+            Reply::ok(format!("deleted network policy {name}"), Vec::new())
+        }
+        Request::Status => {
+            let s = Snapshot::load(config_file)?;
+            Reply::ok(
+                format!(
+                    "service: not running (no admin socket answered)\n{}",
+                    summary(&s)
+                ),
+                Vec::new(),
+            )
+        }
     })
+}
+
+/// One-paragraph summary of a snapshot, for `status`.
+pub fn summary(s: &Snapshot) -> String {
+    format!(
+        "mcp_configs: {}\nnetwork_policies: {}\ndevboxes: {}\nlive tokens: {}\ngateway: {} on {}",
+        s.config.mcp_configs.len(),
+        s.config.network_policies.len(),
+        s.devboxes.list.len(),
+        s.live_bindings(),
+        s.config.gateway.url,
+        s.config.gateway.listen
+    )
 }
 
 /// Bind the socket (replacing a stale one nobody listens on) with mode 0660.
@@ -294,6 +343,17 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<ArcS
                     env: Vec::new(),
                     issues: Vec::new(),
                 },
+                Ok(Request::Status) => {
+                    let snap = state.load();
+                    Reply::ok(
+                        format!(
+                            "service: running, mcp-hub {}\n{}",
+                            env!("CARGO_PKG_VERSION"),
+                            summary(&snap)
+                        ),
+                        Vec::new(),
+                    )
+                }
                 Ok(req) => {
                     let cf = config_file.clone();
                     let reply = tokio::task::spawn_blocking(move || apply(&cf, req))

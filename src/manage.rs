@@ -182,17 +182,18 @@ impl Workspace {
     }
 
     fn configs_mut(&mut self) -> &mut ArrayOfTables {
-        if !self.doc.contains_key("mcp_configs") {
+        self.tables_mut("mcp_configs")
+    }
+
+    /// An array of tables in hub.toml (created when absent), edited in place so comments survive.
+    fn tables_mut(&mut self, key: &str) -> &mut ArrayOfTables {
+        if !self.doc.contains_key(key) {
             self.doc
-                .insert("mcp_configs", Item::ArrayOfTables(ArrayOfTables::new()));
+                .insert(key, Item::ArrayOfTables(ArrayOfTables::new()));
         }
-        match self
-            .doc
-            .get_mut("mcp_configs")
-            .and_then(Item::as_array_of_tables_mut)
-        {
+        match self.doc.get_mut(key).and_then(Item::as_array_of_tables_mut) {
             Some(a) => a,
-            None => unreachable!("mcp_configs validated as an array of tables"),
+            None => unreachable!("validated as an array of tables"),
         }
     }
 }
@@ -433,6 +434,137 @@ pub fn secret_delete(ws: &mut Workspace, name: &str, force: bool) -> Result<(), 
         secrets: true,
         devboxes: !used.is_empty(),
         tokens: !used.is_empty(),
+        ..Default::default()
+    })
+}
+
+/// Fields of a `[[network_policies]]` entry: all optional, so `update` changes only what is given.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFields {
+    /// Free text.
+    pub description: Option<String>,
+    /// Allow every (public) destination.
+    pub allow_all: Option<bool>,
+    /// Host names (`*.` wildcards) the devbox may reach.
+    pub allowed_hostnames: Option<Vec<String>>,
+    /// Other devboxes.
+    pub allow_devbox_to_devbox: Option<bool>,
+    /// The MCP gateway.
+    pub allow_mcp_gateway: Option<bool>,
+    /// The agent gateway hosts.
+    pub allow_agent_gateway: Option<bool>,
+}
+
+fn policy_index(ws: &Workspace, name: &str) -> Result<usize, ManageError> {
+    ws.doc
+        .get("network_policies")
+        .and_then(Item::as_array_of_tables)
+        .and_then(|a| {
+            a.iter()
+                .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+        })
+        .ok_or_else(|| {
+            ManageError::NotFound(format!(
+                "no network policy named {name:?}; see `mcp-hub network-policy list`"
+            ))
+        })
+}
+
+fn set_policy_fields(t: &mut Table, f: PolicyFields) {
+    if let Some(d) = f.description {
+        t.insert("description", value(d));
+    }
+    for (k, v) in [
+        ("allow_all", f.allow_all),
+        ("allow_devbox_to_devbox", f.allow_devbox_to_devbox),
+        ("allow_mcp_gateway", f.allow_mcp_gateway),
+        ("allow_agent_gateway", f.allow_agent_gateway),
+    ] {
+        if let Some(v) = v {
+            t.insert(k, value(v));
+        }
+    }
+    if let Some(h) = f.allowed_hostnames {
+        t.insert("allowed_hostnames", value(string_array(&h)));
+    }
+}
+
+/// `network-policy create`.
+///
+/// # Errors
+/// Duplicate name or invalid fields.
+pub fn network_policy_create(
+    ws: &mut Workspace,
+    name: &str,
+    f: PolicyFields,
+) -> Result<(), ManageError> {
+    if ws.config.network_policy(name).is_some() {
+        return Err(ManageError::Conflict(format!(
+            "a network policy named {name:?} exists; use `network-policy update`"
+        )));
+    }
+    let mut t = Table::new();
+    t.insert("name", value(name));
+    set_policy_fields(&mut t, f);
+    ws.tables_mut("network_policies").push(t);
+    ws.commit(Changed {
+        config: true,
+        ..Default::default()
+    })
+}
+
+/// `network-policy update`: only the given fields change.
+///
+/// # Errors
+/// Unknown policy or invalid fields.
+pub fn network_policy_update(
+    ws: &mut Workspace,
+    name: &str,
+    f: PolicyFields,
+) -> Result<(), ManageError> {
+    let i = policy_index(ws, name)?;
+    if let Some(t) = ws.tables_mut("network_policies").get_mut(i) {
+        set_policy_fields(t, f);
+    }
+    ws.commit(Changed {
+        config: true,
+        ..Default::default()
+    })
+}
+
+/// `network-policy delete`. With `force`, devboxes using it are left with no policy (no network).
+///
+/// # Errors
+/// Unknown policy, or in use without `force`.
+pub fn network_policy_delete(
+    ws: &mut Workspace,
+    name: &str,
+    force: bool,
+) -> Result<(), ManageError> {
+    let i = policy_index(ws, name)?;
+    let users: Vec<String> = ws
+        .devboxes
+        .list
+        .iter()
+        .filter(|d| d.network_policy.as_deref() == Some(name))
+        .map(|d| d.name.clone())
+        .collect();
+    if !users.is_empty() && !force {
+        return Err(ManageError::Conflict(format!(
+            "network policy {name:?} is used by devbox {}; pass --force to leave them without network",
+            users.join(", ")
+        )));
+    }
+    for d in &mut ws.devboxes.list {
+        if d.network_policy.as_deref() == Some(name) {
+            d.network_policy = None;
+        }
+    }
+    ws.tables_mut("network_policies").remove(i);
+    ws.commit(Changed {
+        config: true,
+        devboxes: !users.is_empty(),
         ..Default::default()
     })
 }

@@ -21,6 +21,8 @@ pub fn notify(msg: &str) {
 /// Socket errors.
 pub fn notify_to(path: &Path, msg: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
+    // Never block the service on its supervisor: if the notify socket is full, the message is dropped.
+    sock.set_nonblocking(true)?;
     let raw = path.as_os_str().as_encoded_bytes();
     if let Some(name) = raw.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
@@ -52,6 +54,22 @@ pub fn stopping() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_full_notify_socket_never_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("notify");
+        let _rx = std::os::unix::net::UnixDatagram::bind(&p).unwrap(); // never read
+        let start = std::time::Instant::now();
+        let mut errors = 0;
+        for _ in 0..10_000 {
+            if super::notify_to(&p, "RELOADING=1\nMONOTONIC_USEC=1").is_err() {
+                errors += 1;
+            }
+        }
+        assert!(errors > 0, "the socket buffer must have filled");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn sends_datagrams_to_path_and_abstract_sockets() {
         let d = tempfile::tempdir().unwrap();

@@ -281,6 +281,37 @@ async fn the_cli_goes_through_the_admin_socket_while_the_service_runs() {
         StatusCode::UNAUTHORIZED,
         "revocation is immediate too"
     );
+    let out = cli(&["status"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("service: running"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(
+        &[
+            "network-policy",
+            "create",
+            "dev",
+            "--allowed-hostnames",
+            "github.com,*.githubusercontent.com",
+            "--allow-mcp-gateway",
+            "true",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        cli(&["devbox", "set-policy", "b", "dev"], None)
+            .status
+            .success()
+    );
+    let out = cli(&["network-policy", "delete", "dev"], None);
+    assert_eq!(out.status.code(), Some(1), "in use by devbox b");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("devbox b"));
     // Invalid edits are refused by the service with the same exit code and problems.
     let out = cli(
         &["mcp-config", "update", "x", "--allowed-tools", "bad["],

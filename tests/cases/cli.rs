@@ -278,3 +278,73 @@ fn sigkill_during_writes_never_corrupts_state() {
     }
     assert!(killed > 0, "the test must actually interrupt some writers");
 }
+
+#[test]
+fn network_policies_are_edited_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(&cfg, "# the operator's header\nversion = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nurl = \"https://mcp.hub.internal/mcp\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--config", c])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&[
+            "network-policy",
+            "create",
+            "dev",
+            "--allowed-hostnames",
+            "pypi.org",
+            "--allow-mcp-gateway",
+            "true"
+        ])
+        .status
+        .success()
+    );
+    let bad = run(&[
+        "network-policy",
+        "update",
+        "dev",
+        "--allowed-hostnames",
+        "*.com",
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(78),
+        "a wildcard over a TLD is refused"
+    );
+    assert!(
+        run(&[
+            "network-policy",
+            "update",
+            "dev",
+            "--allow-all",
+            "false",
+            "--description",
+            "registries"
+        ])
+        .status
+        .success()
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.starts_with("# the operator's header\n"), "{text}");
+    assert!(
+        text.contains("allowed_hostnames = [\"pypi.org\"]")
+            && text.contains("description = \"registries\""),
+        "{text}"
+    );
+    let list = run(&["network-policy", "list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("dev\t1 hostname pattern(s)\tmcp_gateway")
+    );
+    assert!(run(&["network-policy", "delete", "dev"]).status.success());
+    assert!(
+        !std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("[[network_policies]]")
+    );
+}

@@ -415,3 +415,55 @@ async fn a_reload_that_removes_a_hostname_closes_its_open_tunnels() {
     let (_, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
     assert_denied(&resp, "not_in_allowed_hostnames");
 }
+
+#[tokio::test]
+async fn reloads_under_tunnelled_load_fail_no_connection() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let echo = echo_server().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (mut s, resp) =
+                    raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+                let mut b = [0u8; 4];
+                let good = resp.starts_with("HTTP/1.1 200")
+                    && s.write_all(b"ping").await.is_ok()
+                    && s.read_exact(&mut b).await.is_ok()
+                    && &b == b"ping";
+                if good { ok += 1 } else { failed += 1 }
+            }
+            (ok, failed)
+        }));
+    }
+    for i in 0..10 {
+        let mut ws = hub.workspace();
+        let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
+        let f = mcp_hub::manage::PolicyFields {
+            description: Some(format!("edit {i}")),
+            ..Default::default()
+        };
+        mcp_hub::manage::network_policy_update(&mut ws, "agents", f).unwrap();
+        drop(_l);
+        hub.sync();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for l in load {
+        let (o, f) = l.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 20, "the load ran ({ok} tunnels)");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} tunnelled requests failed across 10 reloads",
+        ok + failed
+    );
+}
