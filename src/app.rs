@@ -66,6 +66,13 @@ pub fn prepare(config_file: &Path) -> Result<Prepared, StartError> {
     })?;
     if tls::ca::init(&cfg.paths.ca_dir, &cfg.gateway.host)? {
         tracing::info!(ca = %tls::ca::cert_path(&cfg.paths.ca_dir).display(), "Created the hub CA");
+        if cfg.gateway.host.parse::<std::net::IpAddr>().is_ok() {
+            tracing::warn!(
+                host = %cfg.gateway.host,
+                "gateway.url uses an IP address: the CA carries an IP name constraint, which some clients \
+                 (Claude Code's TLS stack) reject; prefer a DNS name"
+            );
+        }
     }
     let snap = Snapshot::load(config_file)?;
     let ca = tls::ca::load(&snap.config.paths.ca_dir)?;

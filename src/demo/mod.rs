@@ -59,6 +59,36 @@ fn random_secret() -> anyhow::Result<String> {
     ))
 }
 
+/// The name clients use for the demo gateway: `localhost` on loopback. A DNS name, not `127.0.0.1`,
+/// because the CA is name-constrained to the gateway host and some TLS stacks (Claude Code's among
+/// them) reject CAs with IP-address name constraints.
+pub fn gateway_host(gateway: SocketAddr) -> String {
+    if gateway.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        gateway.ip().to_string()
+    }
+}
+
+/// A demo directory from an older version may hold a CA constrained to another host; the demo owns
+/// that directory, so the old CA is moved aside (never deleted) and a new one is made.
+fn retire_stale_ca(dir: &Path, host: &str) -> anyhow::Result<()> {
+    let ca = dir.join("state").join("ca");
+    let recorded = std::fs::read_to_string(ca.join("ca.host")).ok();
+    if let Some(old) = recorded.filter(|h| h.trim() != host) {
+        let aside = dir
+            .join("state")
+            .join(format!("ca.replaced-{}", fsutil::now_ms()));
+        std::fs::rename(&ca, &aside).with_context(|| format!("moving {} aside", ca.display()))?;
+        eprintln!(
+            "note: the demo's old CA (for {}) was moved to {}; trust the new one printed below",
+            old.trim(),
+            aside.display()
+        );
+    }
+    Ok(())
+}
+
 /// Write the demo configuration into `dir` for a gateway on `gateway` and an upstream on `upstream`.
 ///
 /// # Errors
@@ -70,7 +100,11 @@ pub fn write_config(
 ) -> anyhow::Result<PathBuf> {
     let mut doc: DocumentMut = DEMO_CONFIG.parse().context("embedded demo config")?;
     doc["gateway"]["listen"] = value(gateway.to_string());
-    doc["gateway"]["url"] = value(format!("https://{}:{}/mcp", gateway.ip(), gateway.port()));
+    doc["gateway"]["url"] = value(format!(
+        "https://{}:{}/mcp",
+        gateway_host(gateway),
+        gateway.port()
+    ));
     if let Some(c) = doc["mcp_configs"]
         .as_array_of_tables_mut()
         .and_then(|a| a.get_mut(0))
@@ -107,6 +141,7 @@ fn demo_secret(dir: &Path) -> anyhow::Result<String> {
 /// File or validation errors.
 pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup> {
     fsutil::ensure_dir(dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
+    retire_stale_ca(dir, &gateway_host(gateway))?;
     let secret = demo_secret(dir)?;
     let upstream = upstream::spawn(&secret)
         .await

@@ -203,6 +203,11 @@ fn demo_prints_commands_that_work_as_printed() {
         "Unknown tool: github.delete_repo"
     );
     assert!(out.contains("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\""));
+    // A DNS name: Claude Code's TLS stack rejects CAs with IP-address name constraints.
+    assert!(
+        out.contains("export RL_MCP_URL=https://localhost:"),
+        "{out}"
+    );
     assert!(
         status.success(),
         "demo should exit cleanly on SIGTERM: {status:?}"
