@@ -268,3 +268,82 @@ async fn server_everything_upstream() {
     assert!(text.contains("\"id\":6"), "{text}");
     server.kill().await.ok();
 }
+
+/// Claude Code, the client most users register the hub with: the demo's printed commands, run as printed.
+/// (It found that its TLS stack rejects CAs with IP-address name constraints; the demo uses localhost.)
+#[tokio::test]
+async fn claude_code_connects_to_the_demo_as_printed() {
+    let Some(dir) = interop_dir() else { return };
+    let claude = dir.join("node_modules/.bin/claude");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_mcp-hub"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            tmp.path().join("demo").to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut vars = std::collections::HashMap::new();
+    while let Some(l) = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        if let Some((k, v)) = l.strip_prefix("export ").and_then(|r| r.split_once('=')) {
+            vars.insert(k.to_string(), v.trim_matches('"').to_string());
+        }
+        if l.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = |args: Vec<String>| {
+        let mut c = Command::new(&claude);
+        c.args(args)
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env("NODE_EXTRA_CA_CERTS", &vars["CA"])
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_TELEMETRY", "1");
+        c.output()
+    };
+    let add = run(vec![
+        "mcp".into(),
+        "add".into(),
+        "github".into(),
+        "--transport".into(),
+        "http".into(),
+        vars["RL_MCP_URL"].clone(),
+        "--header".into(),
+        format!("Authorization: Bearer {}", vars["GITHUB_MCP_SECRET"]),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        add.status.success(),
+        "claude mcp add: {}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let list = tokio::time::timeout(
+        Duration::from_secs(90),
+        run(vec!["mcp".into(), "list".into()]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let out = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        out.contains("github:") && out.contains("Connected") && !out.contains("Failed"),
+        "claude mcp list: {out}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    demo.kill().await.ok();
+}
