@@ -129,6 +129,31 @@ impl EgressListeners {
     }
 }
 
+/// Bind DNS on UDP and TCP at the same port. With port 0 the port UDP gets may be taken on TCP (separate
+/// port spaces), so that case retries with a fresh port.
+async fn bind_dns(a: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListener), StartError> {
+    let io = |what: &str, source| StartError::Io {
+        context: format!("binding DNS {what}"),
+        source,
+    };
+    let mut attempts = 0;
+    loop {
+        let udp = tokio::net::UdpSocket::bind(a)
+            .await
+            .map_err(|e| io(&format!("{a}/udp"), e))?;
+        let got = udp.local_addr().map_err(|e| io(&format!("{a}/udp"), e))?;
+        match TcpListener::bind(got).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if a.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempts < 20 =>
+            {
+                attempts += 1
+            }
+            Err(e) => return Err(io(&format!("{got}/tcp"), e)),
+        }
+    }
+}
+
 /// Bind the egress listeners `[egress]` configures.
 ///
 /// # Errors
@@ -144,17 +169,7 @@ pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartEr
         None => None,
     };
     let dns = match eg.dns_listen {
-        Some(a) => {
-            let udp = tokio::net::UdpSocket::bind(a)
-                .await
-                .map_err(|source| StartError::Io {
-                    context: format!("binding DNS {a}/udp"),
-                    source,
-                })?;
-            // TCP on the port UDP got (they differ only when the configured port is 0).
-            let tcp_addr = udp.local_addr().unwrap_or(a);
-            Some((udp, bind(tcp_addr).await?))
-        }
+        Some(a) => Some(bind_dns(a).await?),
         None => None,
     };
     let admin = match prepared.state.load().config.admin_listen {
