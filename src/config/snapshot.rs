@@ -336,10 +336,4 @@ fn policy_env(config: &Config, devboxes: &HashMap<IpAddr, Arc<DevboxView>>) -> c
     }
 }
 
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) compares as IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub use crate::policy::ip::canonical_ip;

@@ -407,24 +407,20 @@ fn authenticate<B>(
 /// Stage: the request's authority (h2 `:authority`, an absolute-form target, or `Host`) names the
 /// gateway host. Absent authority is accepted (HTTP/1.0 clients).
 fn authority_matches<B>(gw: &GatewaySettings, req: &Request<B>) -> bool {
-    let strip = |a: &str| -> String {
-        let host = match a.strip_prefix('[') {
-            Some(r) => r.split(']').next().unwrap_or(r),
-            None => a.rsplit_once(':').map_or(a, |(h, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    a
-                }
-            }),
-        };
-        host.trim_end_matches('.').to_ascii_lowercase()
+    let same = |a: &str| {
+        crate::policy::host::split_host_port(a, 0).is_some_and(|(h, _)| {
+            let h = h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_end_matches('.');
+            h.eq_ignore_ascii_case(&gw.host)
+        })
     };
-    let uri_ok = req.uri().host().is_none_or(|h| strip(h) == gw.host);
+    let uri_ok = req.uri().host().is_none_or(same);
     let host_ok = req
         .headers()
         .get(header::HOST)
-        .is_none_or(|h| h.to_str().is_ok_and(|h| strip(h) == gw.host));
+        .is_none_or(|h| h.to_str().is_ok_and(same));
     uri_ok && host_ok
 }
 

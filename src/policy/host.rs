@@ -149,8 +149,7 @@ impl HostPattern {
                     && n.as_bytes()[n.len() - p.len() - 1] == b'.'
             }
             (Self::Ip(p), Target::Ip(ip)) => {
-                crate::config::snapshot::canonical_ip(*p)
-                    == crate::config::snapshot::canonical_ip(*ip)
+                super::ip::canonical_ip(*p) == super::ip::canonical_ip(*ip)
             }
             _ => false,
         }

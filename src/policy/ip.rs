@@ -144,6 +144,14 @@ fn classify_v6(ip: Ipv6Addr) -> IpClass {
     }
 }
 
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) compares as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Classify an address.
 pub fn classify(ip: IpAddr) -> IpClass {
     match ip {

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use host::{HostPattern, Target};
 use ip::IpClass;
 
-use crate::config::snapshot::canonical_ip;
+use ip::canonical_ip;
 
 /// A `[[network_policies]]` entry, validated.
 #[derive(Debug, Clone, Default)]
