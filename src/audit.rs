@@ -4,7 +4,10 @@
 //! logged; the token is identified only by its devbox and env var.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::config::snapshot::Binding;
 
 /// Log target for audit lines (`RUST_LOG=audit=info`).
 pub const TARGET: &str = "audit";
@@ -28,17 +31,28 @@ impl Verdict {
     }
 }
 
-/// Who made a request, for audit lines.
+/// Who made a request, for audit lines: the client address and the binding its token maps to (devbox,
+/// env var, MCP config). Cloning is two words and a reference count, so every stage may keep one.
 #[derive(Debug, Clone)]
 pub struct Who {
     /// Client socket address.
     pub peer: SocketAddr,
-    /// Devbox name (empty when unauthenticated).
-    pub devbox: String,
-    /// Env var of the binding.
-    pub env_var: String,
-    /// MCP config name.
-    pub config: String,
+    /// The authenticated binding.
+    pub binding: Arc<Binding>,
+}
+
+impl Who {
+    fn devbox(&self) -> &str {
+        &self.binding.devbox
+    }
+
+    fn env_var(&self) -> &str {
+        &self.binding.env_var
+    }
+
+    fn config(&self) -> &str {
+        &self.binding.config.name
+    }
 }
 
 /// One tool call, allowed or denied.
@@ -50,14 +64,14 @@ pub fn tool_call(
     outcome: &str,
     latency: Duration,
 ) {
-    crate::metrics::tool_call(&who.config, tool, verdict.as_str(), outcome);
+    crate::metrics::tool_call(who.config(), tool, verdict.as_str(), outcome);
     tracing::info!(
         target: TARGET,
         event = "tool_call",
         client.addr = %who.peer,
-        devbox = %who.devbox,
-        env_var = %who.env_var,
-        mcp_config = %who.config,
+        devbox = who.devbox(),
+        env_var = who.env_var(),
+        mcp_config = who.config(),
         tool = %tool,
         verdict = verdict.as_str(),
         reason = reason,
@@ -74,9 +88,9 @@ pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
         target: TARGET,
         event = "request_denied",
         client.addr = %peer,
-        devbox = who.map_or("", |w| w.devbox.as_str()),
-        env_var = who.map_or("", |w| w.env_var.as_str()),
-        mcp_config = who.map_or("", |w| w.config.as_str()),
+        devbox = who.map_or("", Who::devbox),
+        env_var = who.map_or("", Who::env_var),
+        mcp_config = who.map_or("", Who::config),
         verdict = "deny",
         reason = reason,
         status = status,

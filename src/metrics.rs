@@ -1,10 +1,15 @@
 //! Prometheus metrics, rendered as text on the admin listener's `/metrics`.
 //!
 //! A small registry (families of labelled series behind one mutex; updates are a map lookup and an add)
-//! fed from the same events as the audit log, so every audited decision is also counted.
-//! SECURITY/ops: label values never come from unbounded agent input; a denied tool's name (which an agent
-//! chooses freely) is not a label, so a hostile agent cannot blow up the series count.
+//! fed from the same events as the audit log, so every audited decision is also counted. Updates sit on
+//! the request path, so they allocate nothing once a series exists: the label set is rendered into a
+//! reused per-thread buffer and looked up by `&str`.
+//! SECURITY/ops: label values never come from unbounded agent input. A tool name is a label only when the
+//! upstream answered the call successfully (so the tool exists); denied calls and calls the upstream
+//! refused (an agent can invent names under `allowed_tools = ["*"]`) count under `tool=""`. Each family
+//! is also capped at `MAX_SERIES`, beyond which new label sets fold into one overflow series.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
@@ -33,67 +38,110 @@ enum Series {
 static REGISTRY: LazyLock<Mutex<BTreeMap<&'static str, Family>>> =
     LazyLock::new(|| Mutex::new(BTreeMap::new()));
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Series per family before new label sets fold into [`OVERFLOW`].
+const MAX_SERIES: usize = 2_000;
+/// The label set that absorbs updates once a family is full.
+const OVERFLOW: &str = "{overflow=\"true\"}";
+
+thread_local! {
+    /// Reused buffer the label set of an update is rendered into.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// `{k="v",...}` (empty without labels); one allocation per update, on the request path.
-fn labels(l: &[(&str, &str)]) -> String {
-    if l.is_empty() {
-        return String::new();
+/// Append `v` escaped for a label value.
+fn push_escaped(o: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        o.push_str(v);
+        return;
     }
-    let mut o = String::from("{");
+    for c in v.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+}
+
+/// Render `{k="v",...}` (empty without labels) into `o`.
+fn render_labels(o: &mut String, l: &[(&str, &str)]) {
+    o.clear();
+    if l.is_empty() {
+        return;
+    }
+    o.push('{');
     for (i, (k, v)) in l.iter().enumerate() {
         if i > 0 {
             o.push(',');
         }
-        let _ = write!(o, "{k}=\"{}\"", escape(v));
+        o.push_str(k);
+        o.push_str("=\"");
+        push_escaped(o, v);
+        o.push('"');
     }
     o.push('}');
-    o
 }
 
-fn with<F: FnOnce(&mut BTreeMap<String, Series>)>(
+/// Run `f` on the series for `l` in family `name`, creating both with `init` as needed.
+fn with_series(
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    f: F,
+    l: &[(&str, &str)],
+    init: fn() -> Series,
+    f: impl FnOnce(&mut Series),
 ) {
-    let mut r = REGISTRY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    f(&mut r
-        .entry(name)
-        .or_insert_with(|| Family {
-            help,
-            kind,
-            series: BTreeMap::new(),
-        })
-        .series);
+    KEY.with_borrow_mut(|key| {
+        render_labels(key, l);
+        let mut r = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let series = &mut r
+            .entry(name)
+            .or_insert_with(|| Family {
+                help,
+                kind,
+                series: BTreeMap::new(),
+            })
+            .series;
+        if let Some(s) = series.get_mut(key.as_str()) {
+            return f(s);
+        }
+        let key = if series.len() < MAX_SERIES {
+            key.clone()
+        } else {
+            OVERFLOW.to_string()
+        };
+        f(series.entry(key).or_insert_with(init));
+    });
 }
 
 /// Add `v` to a counter or gauge series.
 pub fn add(name: &'static str, help: &'static str, kind: &'static str, l: &[(&str, &str)], v: f64) {
-    let key = labels(l);
-    with(name, help, kind, |s| {
-        if let Series::Value(x) = s.entry(key).or_insert(Series::Value(0.0)) {
-            *x += v;
-        }
-    });
+    with_series(
+        name,
+        help,
+        kind,
+        l,
+        || Series::Value(0.0),
+        |s| {
+            if let Series::Value(x) = s {
+                *x += v;
+            }
+        },
+    );
 }
 
 /// Record a latency observation in a histogram.
 pub fn observe(name: &'static str, help: &'static str, l: &[(&str, &str)], d: Duration) {
     let secs = d.as_secs_f64();
-    let key = labels(l);
-    with(name, help, "histogram", |s| {
-        let e = s.entry(key).or_insert(Series::Histogram {
-            buckets: [0; LATENCY_BUCKETS.len()],
-            sum: 0.0,
-            count: 0,
-        });
+    let init = || Series::Histogram {
+        buckets: [0; LATENCY_BUCKETS.len()],
+        sum: 0.0,
+        count: 0,
+    };
+    with_series(name, help, "histogram", l, init, |e| {
         if let Series::Histogram {
             buckets,
             sum,
@@ -157,7 +205,12 @@ pub fn render() -> String {
 
 /// A tool call (allowed or denied).
 pub fn tool_call(config: &str, tool: &str, verdict: &str, outcome: &str) {
-    let tool = if verdict == "allow" { tool } else { "" };
+    // SECURITY/ops: only a tool the upstream answered for is a label (see the module doc).
+    let tool = if verdict == "allow" && matches!(outcome, "ok" | "tool_error") {
+        tool
+    } else {
+        ""
+    };
     add(
         "mcp_hub_tool_calls_total",
         "Tool calls by MCP config, tool (allowed calls only), verdict and outcome.",
@@ -260,16 +313,39 @@ pub fn gateway_connections(delta: f64) {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_family_stops_growing_at_its_cap() {
+        for i in 0..super::MAX_SERIES + 50 {
+            super::add(
+                "mcp_hub_test_cap_total",
+                "test",
+                "counter",
+                &[("k", &format!("v{i}\"\n"))],
+                1.0,
+            );
+        }
+        let t = super::render();
+        let n = t
+            .lines()
+            .filter(|l| l.starts_with("mcp_hub_test_cap_total{"))
+            .count();
+        assert_eq!(n, super::MAX_SERIES + 1, "the cap plus the overflow series");
+        assert!(t.contains("mcp_hub_test_cap_total{overflow=\"true\"} 50"));
+        assert!(t.contains("mcp_hub_test_cap_total{k=\"v0\\\"\\n\"} 1"));
+    }
+
+    #[test]
     fn renders_prometheus_text() {
         super::tool_call("github", "github.get_issue", "allow", "ok");
         super::tool_call("github", "anything-an-agent-invents", "deny", "rejected");
+        // Allowed by a glob but refused by the upstream: the name is the agent's, not a label.
+        super::tool_call("github", "invented-under-a-star", "allow", "error");
         super::upstream_latency("github", std::time::Duration::from_millis(3));
         let t = super::render();
         assert!(t.contains("# TYPE mcp_hub_tool_calls_total counter"), "{t}");
         assert!(t.contains("mcp_hub_tool_calls_total{config=\"github\",tool=\"github.get_issue\",verdict=\"allow\",outcome=\"ok\"} 1"), "{t}");
         assert!(
-            !t.contains("anything-an-agent-invents"),
-            "denied tool names are not labels"
+            !t.contains("anything-an-agent-invents") && !t.contains("invented-under-a-star"),
+            "only tools the upstream answered for are labels: {t}"
         );
         assert!(
             t.contains("mcp_hub_upstream_latency_seconds_bucket{config=\"github\",le=\"0.005\"} 1"),

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 
 use super::headers as mcp_headers;
-use super::jsonrpc::{self, code};
+use super::jsonrpc::{self, BodyError, Message, Messages, code};
 use super::relay::{self, RelayCtx};
 use super::respond::{self, Body};
 use super::session;
@@ -91,9 +91,7 @@ impl Gateway {
         };
         let who = Who {
             peer,
-            devbox: binding.devbox.to_string(),
-            env_var: binding.env_var.to_string(),
-            config: binding.config.name.clone(),
+            binding: binding.clone(),
         };
         let ctx = Ctx {
             snap,
@@ -170,32 +168,25 @@ impl Gateway {
                 return r;
             }
         };
-        let msg: Value = match serde_json::from_slice(&raw) {
-            Ok(v) => v,
+        let msgs = match jsonrpc::parse_messages(&raw) {
+            Ok(m) => m,
             Err(e) => {
-                audit::denial(ctx.peer, Some(&ctx.who), "parse_error", 400);
-                return respond::error(
-                    StatusCode::BAD_REQUEST,
-                    Value::Null,
-                    code::PARSE_ERROR,
-                    format!("Parse error: {e}"),
-                    "parse_error",
-                );
+                let (code, reason, m) = match e {
+                    BodyError::Parse(m) => (code::PARSE_ERROR, "parse_error", m),
+                    BodyError::Invalid(m) => (code::INVALID_REQUEST, "invalid_request", m),
+                };
+                audit::denial(ctx.peer, Some(&ctx.who), reason, 400);
+                return respond::error(StatusCode::BAD_REQUEST, Value::Null, code, m, reason);
             }
         };
-        let batch = msg.is_array();
-        if batch && msg.as_array().is_some_and(Vec::is_empty) || !(batch || msg.is_object()) {
-            return respond::error(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                code::INVALID_REQUEST,
-                "Invalid Request: expected a JSON-RPC message or a non-empty batch",
-                "invalid_request",
-            );
-        }
-        if let Err(m) = check_metadata_headers(&parts.headers, &msg) {
+        let batch = msgs.batch;
+        if let Err(m) = check_metadata_headers(&parts.headers, &msgs) {
             audit::denial(ctx.peer, Some(&ctx.who), "header_mismatch", 400);
-            let id = msg.get("id").cloned().unwrap_or(Value::Null);
+            let id = if batch {
+                Value::Null
+            } else {
+                msgs.items[0].id.clone()
+            };
             return respond::error(
                 StatusCode::BAD_REQUEST,
                 id,
@@ -204,41 +195,32 @@ impl Gateway {
                 "header_mismatch",
             );
         }
-        let (forward, local) = screen_tool_calls(&ctx, msg);
-        let Some(forward) = forward else {
+        let (forward, mut local) = screen_tool_calls(&ctx, &msgs);
+        if forward.is_empty() {
             // Everything was answered by the hub itself.
             return relay::local_only(local, batch);
-        };
-        // Nothing screened out: forward the client's bytes as they came, without re-serialising.
+        }
+        // Nothing screened out: forward the client's bytes as they came; otherwise the remaining
+        // messages' own texts.
         let body = if local.responses.is_empty() {
-            Ok(raw.to_vec())
-        } else if forward.len() == 1 && !batch {
-            serde_json::to_vec(&forward[0])
+            raw.clone()
         } else {
-            serde_json::to_vec(&forward)
+            Bytes::from(jsonrpc::join(&forward, batch))
         };
-        let Ok(body) = body else {
-            return respond::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Value::Null,
-                code::INTERNAL_ERROR,
-                "internal error",
-                "internal",
-            );
-        };
-        let mut local = local;
         local.batch = batch;
         local.single_id = if batch {
             Value::Null
         } else {
-            forward[0].get("id").cloned().unwrap_or(Value::Null)
+            forward[0].id.clone()
         };
         local.calls = forward
             .iter()
-            .filter(|m| jsonrpc::method(m) == Some("tools/call"))
-            .filter_map(|m| Some((m.get("id")?.clone(), jsonrpc::param_name(m)?.to_string())))
+            .filter(|m| m.method() == Some("tools/call") && !m.id.is_null())
+            .filter_map(|m| Some((m.id.clone(), m.name()?.to_string())))
             .collect();
-        self.forward(ctx, Method::POST, &parts.headers, Bytes::from(body), local)
+        drop(forward);
+        drop(msgs);
+        self.forward(ctx, Method::POST, &parts.headers, body, local)
             .await
     }
 
@@ -267,7 +249,8 @@ impl Gateway {
         local: relay::Local,
     ) -> Response<Body> {
         let gw = &ctx.snap.config.gateway;
-        let server = ctx.binding.config.name.clone();
+        let binding = ctx.binding.clone();
+        let server = binding.config.name.as_str();
         let session = match headers.get(mcp_headers::SESSION_ID) {
             None => None,
             Some(v) => {
@@ -318,14 +301,14 @@ impl Gateway {
                     &ctx,
                     &local,
                     &UpstreamError::Tls("hub trust store is misconfigured".into()),
-                    &server,
+                    server,
                 );
             }
         };
         match client.send(req, gw.upstream_response_timeout).await {
-            Err(e) => upstream_failure(&ctx, &local, &e, &server),
+            Err(e) => upstream_failure(&ctx, &local, &e, server),
             Ok(resp) => {
-                crate::metrics::upstream_latency(&server, ctx.started.elapsed());
+                crate::metrics::upstream_latency(server, ctx.started.elapsed());
                 let rc = RelayCtx {
                     binding: ctx.binding.clone(),
                     session_key: *ctx.snap.session_key(),
@@ -513,17 +496,20 @@ fn decode_header_value(v: &str) -> Option<String> {
 /// Stage: the 2026-07-28 request metadata headers must agree with the body. Where they are present on an
 /// older revision they must agree too; they are required only on the modern revision.
 /// SECURITY: enforcement always uses the body; a mismatch means some component could be misled.
-fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
+fn check_metadata_headers(h: &HeaderMap, msgs: &Messages<'_>) -> Result<(), String> {
     let modern = is_modern(h);
-    if modern && msg.is_array() {
+    if modern && msgs.batch {
         return Err(
             "Header mismatch: JSON-RPC batches are not allowed in protocol 2026-07-28".into(),
         );
     }
-    let Some(method) = jsonrpc::method(msg) else {
+    let ([msg], false) = (msgs.items.as_slice(), msgs.batch) else {
         return Ok(());
     };
-    let is_req = jsonrpc::is_request(msg);
+    let Some(method) = msg.method() else {
+        return Ok(());
+    };
+    let is_req = msg.is_request();
     match h.get(mcp_headers::METHOD).map(|v| v.to_str()) {
         None if modern && is_req => {
             return Err("Header mismatch: Mcp-Method header is required".into());
@@ -538,11 +524,8 @@ fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
         Some(Ok(_)) => {}
     }
     let body_name = match method {
-        "tools/call" | "prompts/get" => jsonrpc::param_name(msg),
-        "resources/read" => msg
-            .get("params")
-            .and_then(|p| p.get("uri"))
-            .and_then(Value::as_str),
+        "tools/call" | "prompts/get" => msg.name(),
+        "resources/read" => msg.uri.as_deref(),
         _ => return Ok(()),
     };
     match h
@@ -563,20 +546,19 @@ fn check_metadata_headers(h: &HeaderMap, msg: &Value) -> Result<(), String> {
 /// Stage: answer `tools/call` of hidden tools locally; return what still goes upstream.
 /// SECURITY: a hidden tool gets exactly the answer of a tool that does not exist, and never reaches the
 /// upstream.
-fn screen_tool_calls(ctx: &Ctx, msg: Value) -> (Option<Vec<Value>>, relay::Local) {
-    let items = match msg {
-        Value::Array(v) => v,
-        other => vec![other],
-    };
-    let mut forward = Vec::with_capacity(items.len());
+fn screen_tool_calls<'m, 'a>(
+    ctx: &Ctx,
+    msgs: &'m Messages<'a>,
+) -> (Vec<&'m Message<'a>>, relay::Local) {
+    let mut forward = Vec::with_capacity(msgs.items.len());
     let mut local = relay::Local::none();
-    for m in items {
-        if jsonrpc::method(&m) != Some("tools/call") {
+    for m in &msgs.items {
+        if m.method() != Some("tools/call") {
             forward.push(m);
             continue;
         }
-        let id = m.get("id").cloned().unwrap_or(Value::Null);
-        match jsonrpc::param_name(&m) {
+        let id = m.id.clone();
+        match m.name() {
             None => {
                 audit::tool_call(
                     &ctx.who,
@@ -612,7 +594,7 @@ fn screen_tool_calls(ctx: &Ctx, msg: Value) -> (Option<Vec<Value>>, relay::Local
             Some(_) => forward.push(m),
         }
     }
-    ((!forward.is_empty()).then_some(forward), local)
+    (forward, local)
 }
 
 /// Stage: the upstream request. Allowlisted headers only, the credential injected, `Host` the upstream's.

@@ -1,6 +1,12 @@
 //! The little of JSON-RPC 2.0 the gateway needs: classify messages, build error responses, and apply the
 //! tool filter to results.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::filter::ToolFilter;
@@ -30,19 +36,224 @@ pub fn error(id: Value, code: i64, message: impl Into<String>, data: Option<Valu
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
 
-/// Whether a message is a request (has `method` and `id`).
-pub fn is_request(v: &Value) -> bool {
-    v.get("method").is_some() && v.get("id").is_some_and(|id| !id.is_null())
+/// One client message, read without building a JSON tree: the fields the gateway decides on, borrowed
+/// from the body, and the message's exact text so a forwarded message is the client's own bytes.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// The message as the client sent it.
+    pub raw: &'a RawValue,
+    /// `id` (`Null` when absent or null).
+    pub id: Value,
+    /// Whether a `method` member is present (of any type).
+    pub has_method: bool,
+    /// `method`, if a string.
+    pub method: Option<Cow<'a, str>>,
+    /// `params.name`, if `params` is an object and `name` a string.
+    pub name: Option<Cow<'a, str>>,
+    /// `params.uri`, likewise.
+    pub uri: Option<Cow<'a, str>>,
 }
 
-/// A request's method.
-pub fn method(v: &Value) -> Option<&str> {
-    v.get("method")?.as_str()
+impl Message<'_> {
+    /// A request: has a `method` and a non-null `id`.
+    pub fn is_request(&self) -> bool {
+        self.has_method && !self.id.is_null()
+    }
+
+    /// `method`, if a string.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+
+    /// `params.name`, if a string.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
 }
 
-/// `params.name` of a message, if a string.
-pub fn param_name(v: &Value) -> Option<&str> {
-    v.get("params")?.get("name")?.as_str()
+/// A client POST body: one message or a batch.
+#[derive(Debug)]
+pub struct Messages<'a> {
+    /// Whether the body was a JSON array.
+    pub batch: bool,
+    /// The messages, in order.
+    pub items: Vec<Message<'a>>,
+}
+
+/// Why a body is not a JSON-RPC message or batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not valid JSON (-32700).
+    Parse(String),
+    /// Valid JSON, but not a message or a non-empty batch, or ambiguous (-32600).
+    Invalid(String),
+}
+
+/// A string member, or a member of any other type (kept apart so `"method": 1` is "no method", as a
+/// tree lookup would see it, rather than a parse failure).
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Text<'a> {
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Self::Str(s) => Some(s),
+            Self::Other => None,
+        }
+    }
+}
+
+/// The members of a message the gateway reads. Duplicate members are an error (serde's derive refuses
+/// them), unlike a tree parser where the last one silently wins.
+#[derive(Deserialize)]
+struct MessagePeek<'a> {
+    id: Option<Value>,
+    #[serde(borrow)]
+    method: Option<Text<'a>>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ParamsPeek<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    uri: Option<Text<'a>>,
+}
+
+fn first_byte(s: &str) -> Option<u8> {
+    s.bytes().find(|c| !c.is_ascii_whitespace())
+}
+
+/// Peek one message; a non-object (inside a batch) is a message without method.
+/// SECURITY: a message or `params` object with a duplicate member is refused: the hub and the upstream
+/// could otherwise read different tool names from the same bytes.
+fn peek_message(raw: &RawValue) -> Result<Message<'_>, BodyError> {
+    let mut m = Message {
+        raw,
+        id: Value::Null,
+        has_method: false,
+        method: None,
+        name: None,
+        uri: None,
+    };
+    if first_byte(raw.get()) != Some(b'{') {
+        return Ok(m);
+    }
+    let p: MessagePeek<'_> = serde_json::from_str(raw.get())
+        .map_err(|e| BodyError::Invalid(format!("Invalid Request: {e}")))?;
+    m.id = p.id.unwrap_or(Value::Null);
+    m.has_method = p.method.is_some();
+    m.method = p.method.and_then(Text::into_str);
+    // SECURITY: positional (array) params carry no name the hub could check; only an object is read,
+    // exactly as a tree lookup of `params.name` would.
+    if let Some(params) = p.params.filter(|r| first_byte(r.get()) == Some(b'{')) {
+        let pp: ParamsPeek<'_> = serde_json::from_str(params.get())
+            .map_err(|e| BodyError::Invalid(format!("Invalid Request: params: {e}")))?;
+        m.name = pp.name.and_then(Text::into_str);
+        m.uri = pp.uri.and_then(Text::into_str);
+    }
+    Ok(m)
+}
+
+/// Read a POST body as one JSON-RPC message or a non-empty batch.
+///
+/// # Errors
+/// Invalid JSON, a body that is neither an object nor a non-empty array, or duplicate members.
+pub fn parse_messages(body: &[u8]) -> Result<Messages<'_>, BodyError> {
+    let parse = |e: serde_json::Error| BodyError::Parse(format!("Parse error: {e}"));
+    let shape = || {
+        BodyError::Invalid(
+            "Invalid Request: expected a JSON-RPC message or a non-empty batch".into(),
+        )
+    };
+    let text =
+        std::str::from_utf8(body).map_err(|e| BodyError::Parse(format!("Parse error: {e}")))?;
+    match first_byte(text) {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(parse)?;
+            if items.is_empty() {
+                return Err(shape());
+            }
+            let items = items
+                .into_iter()
+                .map(peek_message)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Messages { batch: true, items })
+        }
+        _ => {
+            let raw: &RawValue = serde_json::from_str(text).map_err(parse)?;
+            if first_byte(raw.get()) != Some(b'{') {
+                return Err(shape());
+            }
+            Ok(Messages {
+                batch: false,
+                items: vec![peek_message(raw)?],
+            })
+        }
+    }
+}
+
+/// The body that forwards `items`: a single message as itself, several as a batch of their own texts.
+pub fn join(items: &[&Message<'_>], batch: bool) -> Vec<u8> {
+    if let ([one], false) = (items, batch) {
+        return one.raw.get().as_bytes().to_vec();
+    }
+    let mut o = Vec::with_capacity(items.iter().map(|m| m.raw.get().len() + 1).sum::<usize>() + 2);
+    o.push(b'[');
+    for (i, m) in items.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
+        }
+        o.extend_from_slice(m.raw.get().as_bytes());
+    }
+    o.push(b']');
+    o
 }
 
 /// Filter a `tools/list`-shaped result in place; returns whether anything changed.
@@ -83,6 +294,69 @@ pub fn filter_tools_any(msg: &mut Value, filter: &ToolFilter, private_cache: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_peeked_without_a_tree() {
+        let body = br#" {"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{"name":"decoy"},"name":"github.get_issue"}}"#;
+        let m = parse_messages(body).unwrap();
+        assert!(!m.batch);
+        let one = &m.items[0];
+        assert_eq!(one.id, json!(7));
+        assert_eq!(one.method(), Some("tools/call"));
+        assert_eq!(
+            one.name(),
+            Some("github.get_issue"),
+            "nested names are not params.name"
+        );
+        assert!(one.is_request());
+        assert_eq!(join(&[one], false), body[1..].to_vec(), "forwarded as sent");
+
+        let b = parse_messages(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"}, 42, {"id":"a","method":1,"params":["x"]}]"#).unwrap();
+        assert!(b.batch);
+        assert_eq!(b.items.len(), 3);
+        assert!(!b.items[0].is_request(), "a notification has no id");
+        assert!(!b.items[1].has_method);
+        assert!(b.items[2].is_request() && b.items[2].method().is_none());
+        assert_eq!(b.items[2].name(), None, "positional params carry no name");
+        assert_eq!(
+            join(&[&b.items[0], &b.items[2]], true),
+            br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"id":"a","method":1,"params":["x"]}]"#.to_vec()
+        );
+        // Escaped strings are decoded before matching.
+        let e = parse_messages(
+            br#"{"id":1,"method":"tools/call","params":{"name":"github.get\u005fissue"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.items[0].name(), Some("github.get_issue"));
+    }
+
+    #[test]
+    fn bad_bodies_are_classified() {
+        let parse = |b: &[u8]| {
+            parse_messages(b).map(|_| ()).map_err(|e| match e {
+                BodyError::Parse(_) => "parse",
+                BodyError::Invalid(_) => "invalid",
+            })
+        };
+        assert_eq!(parse(b"{\"id\":1,"), Err("parse"));
+        assert_eq!(parse(b"\xff"), Err("parse"));
+        assert_eq!(parse(b"[]"), Err("invalid"));
+        assert_eq!(parse(b"42"), Err("invalid"));
+        assert_eq!(parse(b"\"tools/call\""), Err("invalid"));
+        // SECURITY: duplicate members could be read differently by the upstream.
+        assert_eq!(
+            parse(br#"{"id":1,"method":"tools/call","method":"ping"}"#),
+            Err("invalid")
+        );
+        assert_eq!(
+            parse(br#"{"id":1,"method":"tools/call","params":{"name":"github.get_issue","name":"github.delete_repo"}}"#),
+            Err("invalid")
+        );
+        assert_eq!(
+            parse(br#"[{"id":1,"params":{"name":"a","name":"b"}}]"#),
+            Err("invalid")
+        );
+    }
 
     #[test]
     fn filters_pages_and_keeps_cursor() {

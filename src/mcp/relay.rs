@@ -236,14 +236,15 @@ fn scrub_header(rc: &RelayCtx, v: &HeaderValue) -> HeaderValue {
 }
 
 /// Relay an upstream response.
-pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, local: Local) -> Response<Body> {
+pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, mut local: Local) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut tracker = CallTracker {
         who: rc.who.clone(),
         started: rc.started,
-        pending: local.calls.clone(),
+        pending: std::mem::take(&mut local.calls),
     };
-    let server = rc.binding.config.name.clone();
+    let binding = rc.binding.clone();
+    let server = binding.config.name.as_str();
     if matches!(
         parts.status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
