@@ -45,7 +45,7 @@ const FORWARD_REQUEST_HEADERS: [HeaderName; 6] = [
 /// The gateway's shared state.
 pub struct Gateway {
     state: Arc<ArcSwap<Snapshot>>,
-    upstream: Mutex<Option<(ClientKey, Upstream)>>,
+    upstream: Mutex<Option<(ClientKey, Arc<Upstream>)>>,
 }
 
 /// Per-request context accumulated by the stages.
@@ -224,7 +224,7 @@ impl Gateway {
             .await
     }
 
-    fn client(&self, gw: &GatewaySettings) -> Result<Upstream, String> {
+    fn client(&self, gw: &GatewaySettings) -> Result<Arc<Upstream>, String> {
         let key = ClientKey::of(gw);
         let mut g = self
             .upstream
@@ -235,7 +235,7 @@ impl Gateway {
                 return Ok(c.clone());
             }
         }
-        let c = Upstream::new(&key).map_err(|e| e.to_string())?;
+        let c = Arc::new(Upstream::new(&key).map_err(|e| e.to_string())?);
         *g = Some((key, c.clone()));
         Ok(c)
     }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use super::upstream::pool::UpstreamBody;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -236,7 +236,11 @@ fn scrub_header(rc: &RelayCtx, v: &HeaderValue) -> HeaderValue {
 }
 
 /// Relay an upstream response.
-pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, mut local: Local) -> Response<Body> {
+pub async fn respond(
+    rc: RelayCtx,
+    resp: Response<UpstreamBody>,
+    mut local: Local,
+) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut tracker = CallTracker {
         who: rc.who.clone(),
@@ -363,7 +367,7 @@ pub async fn respond(rc: RelayCtx, resp: Response<Incoming>, mut local: Local) -
 
 /// Streams an upstream SSE body, one event at a time.
 struct SseRelay {
-    inner: Incoming,
+    inner: UpstreamBody,
     splitter: EventSplitter,
     queue: VecDeque<Bytes>,
     rc: Arc<RelayCtx>,

@@ -1,20 +1,29 @@
-//! The HTTP(S) client for upstream MCP servers: pooled, h2/HTTP/1.1 by ALPN, with connect and
-//! response-header timeouts, and failures classified so the agent learns what went wrong (never how the
-//! credential looked).
+//! The HTTP(S) client for upstream MCP servers: pooled per worker (see [`pool`]), h2 or HTTP/1.1 by
+//! ALPN, with connect and response-header timeouts, and failures classified so the agent learns what
+//! went wrong (never how the credential looked).
 
+mod io;
+pub mod pool;
+
+use std::future::{Future, poll_fn};
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
+use self::io::Io;
+use self::pool::{H1, Key, Pool, UpstreamBody};
 use crate::config::GatewaySettings;
 use crate::tls::TlsError;
 
@@ -54,29 +63,27 @@ impl UpstreamError {
         }
     }
 
-    fn classify(e: &hyper_util::client::legacy::Error) -> Self {
-        let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-        let mut detail = None;
-        while let Some(s) = src {
-            if let Some(t) = s.downcast_ref::<rustls::Error>() {
-                return Self::Tls(t.to_string());
-            }
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return Self::Timeout;
-                }
-                if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    return Self::Tls(t.to_string());
-                }
-                detail = Some(io.kind().to_string());
-            }
-            src = s.source();
+    /// A failed HTTP exchange on an established connection.
+    fn protocol(e: &hyper::Error) -> Self {
+        if e.is_timeout() {
+            return Self::Timeout;
         }
-        let d = detail.unwrap_or_else(|| "connection failed".into());
-        if e.is_connect() {
-            Self::Unreachable(d)
-        } else {
-            Self::Protocol(d)
+        Self::Protocol(e.to_string())
+    }
+
+    /// A failed TCP connect.
+    fn connect(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut => Self::Timeout,
+            k => Self::Unreachable(k.to_string()),
+        }
+    }
+
+    /// A failed TLS handshake: the certificate or protocol problem when rustls names one.
+    fn tls(e: &std::io::Error) -> Self {
+        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(t) => Self::Tls(t.to_string()),
+            None => Self::Tls(e.kind().to_string()),
         }
     }
 }
@@ -98,10 +105,25 @@ impl ClientKey {
     }
 }
 
-/// A pooled upstream client.
-#[derive(Clone)]
+/// A new connection, by the protocol ALPN chose.
+enum Fresh {
+    H1(H1),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// How an exchange on an HTTP/1.1 connection ended.
+enum H1Outcome {
+    Response(Response<Incoming>, H1),
+    /// The pooled connection closed before the request was written: safe to send again elsewhere.
+    NotSent(Request<Full<Bytes>>),
+    Failed(UpstreamError),
+}
+
+/// The upstream client of one gateway worker.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
@@ -110,24 +132,23 @@ impl Upstream {
     /// # Errors
     /// Unreadable extra CA file.
     pub fn new(key: &ClientKey) -> Result<Self, TlsError> {
-        let tls = crate::tls::client::client_config(key.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(key.connect_timeout));
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(Arc::unwrap_or_clone(tls))
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(https);
-        Ok(Self { client })
+        let mut tls =
+            Arc::unwrap_or_clone(crate::tls::client::client_config(key.ca_file.as_deref())?);
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: TlsConnector::from(Arc::new(tls)),
+            connect_timeout: key.connect_timeout,
+            pool: Pool::new(),
+        })
     }
 
-    /// Send a request and wait for response headers.
+    /// Idle pooled HTTP/1.1 connections.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// Send a request (absolute URI) and wait for response headers, connecting if no pooled connection
+    /// is usable.
     ///
     /// # Errors
     /// Classified failure.
@@ -135,11 +156,159 @@ impl Upstream {
         &self,
         req: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let key = match (req.uri().scheme(), req.uri().authority()) {
+            (Some(s), Some(a)) => Key {
+                https: *s == Scheme::HTTPS,
+                authority: a.clone(),
+            },
+            _ => {
+                return Err(UpstreamError::Protocol(
+                    "endpoint is not an absolute URL".into(),
+                ));
+            }
+        };
+        match tokio::time::timeout(timeout, self.exchange(key, req)).await {
             Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) => Err(UpstreamError::classify(&e)),
-            Ok(Ok(r)) => Ok(r),
+            Ok(r) => r,
         }
     }
+
+    async fn exchange(
+        &self,
+        key: Key,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        if let Some(tx) = self.pool.checkout_h2(&key) {
+            return send_h2(tx, req).await;
+        }
+        let mut req = req;
+        if let Some(h1) = self.pool.checkout_h1(&key) {
+            match send_h1(h1, &key, req).await {
+                H1Outcome::Response(r, h1) => return Ok(self.pooled(r, h1, key)),
+                H1Outcome::Failed(e) => return Err(e),
+                // The server closed the idle connection just as it was reused: one fresh attempt.
+                H1Outcome::NotSent(r) => req = r,
+            }
+        }
+        match self.connect(&key).await? {
+            Fresh::H2(tx) => {
+                self.pool.put_h2(key, tx.clone());
+                send_h2(tx, req).await
+            }
+            Fresh::H1(h1) => match send_h1(h1, &key, req).await {
+                H1Outcome::Response(r, h1) => Ok(self.pooled(r, h1, key)),
+                H1Outcome::Failed(e) => Err(e),
+                H1Outcome::NotSent(_) => Err(UpstreamError::Protocol(
+                    "connection closed before the request was sent".into(),
+                )),
+            },
+        }
+    }
+
+    fn pooled(&self, r: Response<Incoming>, h1: H1, key: Key) -> Response<UpstreamBody> {
+        r.map(|b| UpstreamBody::pooled(b, h1, self.pool.clone(), key))
+    }
+
+    /// Stage connect: TCP (bounded by the connect timeout), then TLS with ALPN for `https`.
+    async fn connect(&self, key: &Key) -> Result<Fresh, UpstreamError> {
+        let host = key
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = key
+            .authority
+            .port_u16()
+            .unwrap_or(if key.https { 443 } else { 80 });
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+        {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(UpstreamError::connect(&e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (io, h2) = if key.https {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| UpstreamError::Tls(format!("{host:?} is not a valid server name")))?;
+            let tls = match tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
+                .await
+            {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) => return Err(UpstreamError::tls(&e)),
+                Ok(Ok(s)) => s,
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            (Io::Tls(Box::new(tls)), h2)
+        } else {
+            (Io::Plain(tcp), false)
+        };
+        let io = TokioIo::new(io);
+        if h2 {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| UpstreamError::protocol(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "Upstream h2 connection ended with error");
+                }
+            });
+            Ok(Fresh::H2(tx))
+        } else {
+            let (tx, conn) = http1::handshake(io)
+                .await
+                .map_err(|e| UpstreamError::protocol(&e))?;
+            Ok(Fresh::H1(H1::new(tx, conn)))
+        }
+    }
+}
+
+/// Send on an HTTP/1.1 connection, driving it in this task until the response head arrives. The
+/// request goes in origin form with `Host` set to the endpoint's authority.
+async fn send_h1(mut h1: H1, key: &Key, mut req: Request<Full<Bytes>>) -> H1Outcome {
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+    match HeaderValue::from_str(key.authority.as_str()) {
+        Ok(v) => {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        Err(_) => {
+            return H1Outcome::Failed(UpstreamError::Protocol("invalid authority".into()));
+        }
+    }
+    let mut sent = pin!(h1.tx.try_send_request(req));
+    let result = poll_fn(|cx| {
+        h1.drive(cx);
+        sent.as_mut().poll(cx)
+    })
+    .await;
+    match result {
+        Ok(resp) => H1Outcome::Response(resp, h1),
+        Err(mut e) => match e.take_message() {
+            Some(req) => H1Outcome::NotSent(req),
+            None => H1Outcome::Failed(UpstreamError::protocol(e.error())),
+        },
+    }
+}
+
+/// Send on a shared HTTP/2 connection.
+async fn send_h2(
+    mut tx: http2::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    poll_fn(|cx| tx.poll_ready(cx))
+        .await
+        .map_err(|e| UpstreamError::protocol(&e))?;
+    let resp = tx
+        .send_request(req)
+        .await
+        .map_err(|e| UpstreamError::protocol(&e))?;
+    Ok(resp.map(UpstreamBody::shared))
 }

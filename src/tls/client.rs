@@ -35,7 +35,7 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsEr
                 .map_err(|e| TlsError::Cert(format!("{}: {e}", p.display())))?;
         }
     }
-    // ALPN (h2, http/1.1) is set by hyper-rustls' `enable_all_versions`, which refuses a preset list.
+    // ALPN (h2, http/1.1) is set by the upstream client (`mcp::upstream`).
     let cfg =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?

@@ -8,3 +8,4 @@ mod interop;
 mod live;
 mod transport;
 mod units;
+mod upstreams;

@@ -3,7 +3,7 @@
 //! remembers every request it received so tests can assert on what reached it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
     pub(crate) method: Method,
+    pub(crate) version: http::Version,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Value,
 }
@@ -38,11 +39,25 @@ pub(crate) struct Upstream {
     pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
     /// Answer every request with an SSE stream instead of JSON.
     pub(crate) force_sse: Arc<AtomicBool>,
+    /// Connections accepted so far.
+    pub(crate) accepted: Arc<AtomicUsize>,
+    /// Closes every open connection when sent to (as a server's idle timeout or restart would).
+    drop_all: tokio::sync::watch::Sender<u64>,
+    https: bool,
 }
 
 impl Upstream {
     pub(crate) fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
+        if self.https {
+            format!("https://localhost:{}/mcp", self.addr.port())
+        } else {
+            format!("http://{}/mcp", self.addr)
+        }
+    }
+
+    /// Close every connection the upstream has open, from the server side.
+    pub(crate) fn drop_connections(&self) {
+        self.drop_all.send_modify(|n| *n += 1);
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
@@ -63,6 +78,15 @@ impl Upstream {
 
     /// Start with the given tool names, accepting `Authorization: <credential>`.
     pub(crate) async fn start(tools: &[&str], credential: &str) -> Self {
+        Self::start_with(tools, credential, None).await
+    }
+
+    /// Like `start`, over TLS with `tls` (ALPN as the config offers) when given.
+    pub(crate) async fn start_with(
+        tools: &[&str],
+        credential: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -71,10 +95,18 @@ impl Upstream {
         let s2 = seen.clone();
         let force_sse = Arc::new(AtomicBool::new(false));
         let f2 = force_sse.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a2 = accepted.clone();
+        let (drop_all, drop_rx) = tokio::sync::watch::channel(0u64);
+        let https = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = l.accept().await.unwrap();
+                a2.fetch_add(1, Ordering::SeqCst);
                 let (seen, tools, cred, f) = (s2.clone(), tools.clone(), cred.clone(), f2.clone());
+                let (acceptor, mut dropped) = (acceptor.clone(), drop_rx.clone());
+                dropped.mark_unchanged();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         handle(
@@ -85,9 +117,22 @@ impl Upstream {
                             f.load(Ordering::SeqCst),
                         )
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let serve = async {
+                        match acceptor {
+                            Some(a) => {
+                                let Ok(tls) = a.accept(tcp).await else { return };
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                            None => {
+                                let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        _ = dropped.changed() => {}
+                    }
                 });
             }
         });
@@ -95,6 +140,9 @@ impl Upstream {
             addr,
             seen,
             force_sse,
+            accepted,
+            drop_all,
+            https,
         }
     }
 }
@@ -191,6 +239,7 @@ async fn handle(
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     seen.lock().unwrap().push(Seen {
         method: parts.method.clone(),
+        version: parts.version,
         headers: parts.headers.clone(),
         body: v.clone(),
     });

@@ -1,0 +1,300 @@
+//! Keep-alive connections to upstream MCP servers, one pool per gateway worker.
+//!
+//! An HTTP/1.1 connection is not a task of its own: whoever holds it drives it. A request drives it
+//! while waiting for the response head, then the response body ([`UpstreamBody`]) drives it while the
+//! agent's connection reads that body, and at the body's end it goes back to the pool idle. So a proxied
+//! exchange runs in the agent connection's task alone: no channel hop to a connection task, no task
+//! spawned per request, no lock shared between workers. (hyper-util's pooled client did all three; they
+//! were most of the gateway's own CPU time per call.) HTTP/2 upstreams multiplex on one connection
+//! per host, which does run as its own task.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+
+use super::io::Io;
+
+/// How long an idle connection is kept. Servers commonly close idle keep-alive connections after 5 to
+/// 120 s; a connection found closed at checkout is simply skipped.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per upstream host and worker.
+pub const MAX_IDLE_PER_HOST: usize = 256;
+/// How often idle connections are checked for closure and age, so none lingers half-closed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Which pool an endpoint's connections live in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// TLS or not.
+    pub https: bool,
+    /// Host and port as configured.
+    pub authority: Authority,
+}
+
+/// hyper's HTTP/1.1 client connection state machine over an upstream stream.
+type H1Connection = http1::Connection<TokioIo<Io>, Full<Bytes>>;
+
+/// An HTTP/1.1 connection and the handle that sends on it.
+pub struct H1 {
+    /// Sends requests on the connection.
+    pub tx: http1::SendRequest<Full<Bytes>>,
+    /// The connection itself; `None` once it has closed.
+    conn: Option<Pin<Box<H1Connection>>>,
+}
+
+impl H1 {
+    /// A freshly handshaken connection.
+    pub fn new(tx: http1::SendRequest<Full<Bytes>>, conn: H1Connection) -> Self {
+        Self {
+            tx,
+            conn: Some(Box::pin(conn)),
+        }
+    }
+
+    /// Let the connection make progress (write the request, read the response). Once it has closed it
+    /// is dropped, which fails any request still waiting on it.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(c) = self.conn.as_mut() {
+            if c.as_mut().poll(cx).is_ready() {
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Whether the connection is open.
+    pub fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Whether a pooled connection can take a request now: still open (a close by the server is seen
+    /// here, not by the request) and idle.
+    fn usable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        self.is_open() && self.tx.is_ready()
+    }
+}
+
+struct Idle {
+    h1: H1,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Host {
+    /// Most recently used last: reuse the warmest connection, expire from the front.
+    idle: VecDeque<Idle>,
+    h2: Option<http2::SendRequest<Full<Bytes>>>,
+}
+
+/// The pool.
+#[derive(Default)]
+pub struct Pool {
+    hosts: Mutex<HashMap<Key, Host>>,
+}
+
+impl Pool {
+    /// A pool whose idle connections are swept in the background while it lives.
+    pub fn new() -> Arc<Self> {
+        let pool = Arc::new(Self::default());
+        let weak = Arc::downgrade(&pool);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep_while_alive(weak));
+        }
+        pool
+    }
+
+    fn hosts(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Host>> {
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle HTTP/1.1 connection to `key`, if one is usable.
+    pub fn checkout_h1(&self, key: &Key) -> Option<H1> {
+        let mut hosts = self.hosts();
+        let host = hosts.get_mut(key)?;
+        while let Some(mut i) = host.idle.pop_back() {
+            if i.since.elapsed() < IDLE_TIMEOUT && i.h1.usable() {
+                return Some(i.h1);
+            }
+        }
+        None
+    }
+
+    /// The shared HTTP/2 connection to `key`, if open.
+    pub fn checkout_h2(&self, key: &Key) -> Option<http2::SendRequest<Full<Bytes>>> {
+        let mut hosts = self.hosts();
+        let host = hosts.get_mut(key)?;
+        match &host.h2 {
+            Some(tx) if !tx.is_closed() => Some(tx.clone()),
+            Some(_) => {
+                host.h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Return an idle HTTP/1.1 connection.
+    pub fn put_h1(&self, key: Key, h1: H1) {
+        let now = Instant::now();
+        let mut hosts = self.hosts();
+        let host = hosts.entry(key).or_default();
+        while host
+            .idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+        {
+            host.idle.pop_front();
+        }
+        if host.idle.len() < MAX_IDLE_PER_HOST {
+            host.idle.push_back(Idle { h1, since: now });
+        }
+    }
+
+    /// Share a new HTTP/2 connection.
+    pub fn put_h2(&self, key: Key, tx: http2::SendRequest<Full<Bytes>>) {
+        self.hosts().entry(key).or_default().h2 = Some(tx);
+    }
+
+    /// Close idle connections that expired or that the server closed.
+    fn sweep(&self) {
+        let mut hosts = self.hosts();
+        for host in hosts.values_mut() {
+            host.idle
+                .retain_mut(|i| i.since.elapsed() < IDLE_TIMEOUT && i.h1.usable());
+            if host.h2.as_ref().is_some_and(http2::SendRequest::is_closed) {
+                host.h2 = None;
+            }
+        }
+        hosts.retain(|_, h| !h.idle.is_empty() || h.h2.is_some());
+    }
+
+    /// Idle HTTP/1.1 connections held (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.hosts().values().map(|h| h.idle.len()).sum()
+    }
+}
+
+async fn sweep_while_alive(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(p) => p.sweep(),
+            None => return,
+        }
+    }
+}
+
+/// An upstream response body. For HTTP/1.1 it drives its connection and hands it back to the pool
+/// once the body has been read to the end; a body dropped early closes the connection (its unread
+/// remainder would corrupt the next exchange).
+pub struct UpstreamBody {
+    inner: Incoming,
+    conn: Option<(H1, Arc<Pool>, Key)>,
+}
+
+impl UpstreamBody {
+    /// A body read from a multiplexed (HTTP/2) connection, which its own task drives.
+    pub fn shared(inner: Incoming) -> Self {
+        Self { inner, conn: None }
+    }
+
+    /// A body that drives `h1` and returns it to `pool` at its end.
+    pub fn pooled(inner: Incoming, h1: H1, pool: Arc<Pool>, key: Key) -> Self {
+        Self {
+            inner,
+            conn: Some((h1, pool, key)),
+        }
+    }
+
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some((h1, _, _)) = self.conn.as_mut() {
+            h1.drive(cx);
+        }
+    }
+
+    /// The body is complete: the connection goes back to the pool once it is idle again.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        let Some((mut h1, pool, key)) = self.conn.take() else {
+            return;
+        };
+        h1.drive(cx);
+        if !h1.is_open() {
+            return;
+        }
+        if h1.tx.is_ready() {
+            pool.put_h1(key, h1);
+            return;
+        }
+        // Not idle yet (the server's framing finishes after the body): wait for it off the request path.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let ready = poll_fn(|cx| {
+                    h1.drive(cx);
+                    if !h1.is_open() {
+                        return Poll::Ready(false);
+                    }
+                    h1.tx.poll_ready(cx).map(|r| r.is_ok())
+                })
+                .await;
+                if ready {
+                    pool.put_h1(key, h1);
+                }
+            });
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        // Twice: the connection may need one more turn to hand over what the body just asked for.
+        for _ in 0..2 {
+            this.drive(cx);
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => {}
+                Poll::Ready(None) => {
+                    this.release(cx);
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.inner.is_end_stream() {
+                        this.release(cx);
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
