@@ -1,29 +1,33 @@
 //! The gateway listener: accept (bounded by a semaphore), TLS handshake (bounded in time), then HTTP/1.1
-//! or h2 by ALPN, all connections drained gracefully on shutdown.
+//! or h2 by ALPN, idle connections closed by a per-connection watchdog, all connections drained
+//! gracefully on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
 use crate::mcp::gateway::Gateway;
+use crate::mcp::respond::{Body, BoxError};
 
 /// Time a client gets to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client gets to send request headers (HTTP/1.1).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Listener settings fixed at start-up.
 #[derive(Clone)]
@@ -154,17 +158,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(opts.tls.clone());
-    let graceful = GracefulShutdown::new();
-    let h1 = Arc::new(http_builder().http1_only());
-    let h2 = Arc::new(http_builder().http2_only());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let builders = Arc::new(Builders::new());
     tokio::pin!(shutdown);
     while let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await {
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
-        let (h1, h2) = (h1.clone(), h2.clone());
-        let watcher = graceful.watcher();
+        let builders = builders.clone();
+        let (stop, open) = (stop_rx.clone(), open_tx.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             {
                 Ok(Ok(s)) => s,
@@ -177,17 +183,19 @@ pub async fn serve(
                     return;
                 }
             };
-            let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                h2
-            } else {
-                h1
-            };
-            serve_connection(tls, peer, gateway, &builder, watcher).await;
+            crate::metrics::gateway_connections(1.0);
+            let result = builders.serve(tls, peer, gateway, stop).await;
+            crate::metrics::gateway_connections(-1.0);
+            if let Err(e) = result {
+                tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
+            }
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_tx);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("All connections drained"),
+        _ = open_rx.recv() => tracing::info!("All connections drained"),
         () = tokio::time::sleep(opts.grace) => tracing::warn!("Grace period over; closing remaining connections"),
     }
 }
@@ -200,54 +208,167 @@ pub async fn serve_one<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let builder = if h2 {
-        http_builder().http2_only()
-    } else {
-        http_builder().http1_only()
-    };
-    let svc = service_fn(move |req| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
-    });
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+    // Never stopped from here: the egress listener's own drain ends these connections.
+    let (_never, stop) = watch::channel(false);
+    if let Err(e) = Builders::new().serve(tls, peer, gateway, stop).await {
         tracing::debug!(client.addr = %peer, error = %e, "Intercepted connection ended with error");
     }
 }
 
-/// HTTP settings shared by both protocols. ALPN picks the protocol, so each connection is served by an
-/// `http1_only` or `http2_only` builder instead of sniffing for the h2 preface.
-fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+/// What a connection's idle watchdog sees: requests started, and requests still being answered.
+#[derive(Default)]
+struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
 }
 
-async fn serve_connection<S>(
-    io: S,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+/// Counts a request as in flight from the moment its headers are read until its response body has
+/// been sent (or abandoned).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: &Arc<Activity>) -> Self {
+        a.started.fetch_add(1, Ordering::Relaxed);
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper is done with it, so a long SSE stream
+/// is never mistaken for an idle connection.
+struct Tracked {
+    inner: Body,
+    _request: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// HTTP settings for both protocols. ALPN picks the protocol, so each connection is served by the
+/// HTTP/1.1 or the h2 connection type directly instead of sniffing for the h2 preface.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let mut h1 = http1::Builder::new();
+        // No per-request header timer: re-arming one on every request woke the runtime through its
+        // eventfd each time. The connection's idle watchdog (`supervise`) covers slow and idle clients.
+        h1.keep_alive(true).header_read_timeout(None);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Self { h1, h2 }
+    }
+
+    /// Serve `io` by its negotiated protocol until the client leaves, it idles out, or `stop` fires.
+    async fn serve<S>(
+        &self,
+        io: tokio_rustls::server::TlsStream<S>,
+        peer: SocketAddr,
+        gateway: Arc<Gateway>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
+        let idle = gateway.client_timeout();
+        let activity = Arc::new(Activity::default());
+        let a = activity.clone();
+        let svc = service_fn(move |req| {
+            let request = InFlight::start(&a);
+            let gateway = gateway.clone();
+            async move {
+                let resp = gateway.handle(req, peer).await;
+                Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
+                    inner,
+                    _request: request,
+                }))
+            }
+        });
+        let io = TokioIo::new(io);
+        if h2 {
+            let conn = std::pin::pin!(self.h2.serve_connection(io, svc));
+            supervise(conn, |c| c.graceful_shutdown(), &activity, idle, stop).await
+        } else {
+            let conn = std::pin::pin!(self.h1.serve_connection(io, svc));
+            supervise(conn, |c| c.graceful_shutdown(), &activity, idle, stop).await
+        }
+    }
+}
+
+/// Drive a connection to its end. It is asked to finish gracefully (in-flight requests complete, no new
+/// ones start) when the server stops, or when no request has been in progress for a whole `idle`
+/// (checked every `idle / 2`, so an idle client is closed after 1 to 1.5 × `idle`; the check costs
+/// nothing per request). A client still quiet one check later is holding only a partial request head
+/// (slowloris), which a graceful close waits on forever: the connection is dropped.
+async fn supervise<C, E>(
+    mut conn: Pin<&mut C>,
+    shutdown: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
 {
-    let svc = service_fn(move |req| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, peer).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
-    crate::metrics::gateway_connections(1.0);
-    let result = watcher.watch(conn.into_owned()).await;
-    crate::metrics::gateway_connections(-1.0);
-    if let Err(e) = result {
-        tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
+    let period = (idle / 2).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    let mut quiet_ticks = 0;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => return r,
+            r = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                if r.is_ok() {
+                    shutdown(conn.as_mut());
+                }
+            }
+            _ = tick.tick(), if !stopping => {
+                let now = activity.started.load(Ordering::Relaxed);
+                if now != seen || activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    seen = now;
+                    quiet_ticks = 0;
+                    continue;
+                }
+                quiet_ticks += 1;
+                match quiet_ticks {
+                    0 | 1 => {}
+                    2 => shutdown(conn.as_mut()),
+                    _ => return Ok(()),
+                }
+            }
+        }
     }
 }

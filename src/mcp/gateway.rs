@@ -66,6 +66,11 @@ impl Gateway {
         }
     }
 
+    /// How long a client may take to send a request, and may keep a connection idle.
+    pub fn client_timeout(&self) -> std::time::Duration {
+        self.state.load().config.gateway.client_timeout
+    }
+
     /// Serve one request from `peer`.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
     where

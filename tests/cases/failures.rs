@@ -136,23 +136,7 @@ async fn stalled_clients_time_out_and_do_not_block_others() {
     hub.secret("S", "k");
     let t = hub.devbox("b", &[], &["T=srv:S"])["T"].clone();
     // A raw TLS client that sends headers promising a body, then stalls.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_file_iter(
-            &hub.ca_file,
-        )
-        .unwrap()
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect("127.0.0.1".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = raw_tls(&hub).await;
     let head = format!(
         "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"jsonrpc\""
     );
@@ -173,4 +157,96 @@ async fn stalled_clients_time_out_and_do_not_block_others() {
     .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+/// A TLS connection to the hub that the test drives byte by byte.
+async fn raw_tls(hub: &Hub) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_file_iter(
+            &hub.ca_file,
+        )
+        .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Read until the hub closes the connection; how long that took.
+async fn closed_after(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> Duration {
+    let start = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read(tls, &mut buf),
+        )
+        .await
+        .expect("the hub kept an idle connection open for 3 s");
+        if !matches!(r, Ok(n) if n > 0) {
+            return start.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed_but_streams_are_not() {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let hub = Hub::start_with(&[("srv", &up.url(), &["*"])], "client_timeout_ms = 300").await;
+    hub.secret("S", "k");
+    let t = hub.devbox("b", &[], &["T=srv:S"])["T"].clone();
+
+    // Slowloris: a request head that never ends.
+    let mut slow = raw_tls(&hub).await;
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // A kept-alive connection after one complete exchange.
+    let mut idle = raw_tls(&hub).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    idle.write_all(format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {t}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ).as_bytes()).await.unwrap();
+    // A long GET stream: in flight the whole time, so never idle.
+    let c = hub.client();
+    let resp = c
+        .send(c.request(
+            http::Method::GET,
+            Some(&t),
+            &[("last-event-id", "long")],
+            "",
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut stream = resp.into_body();
+
+    let (slow_closed, idle_closed) = tokio::join!(closed_after(&mut slow), closed_after(&mut idle));
+    for (what, d) in [("slow header", slow_closed), ("idle", idle_closed)] {
+        assert!(
+            d >= Duration::from_millis(250) && d < Duration::from_secs(2),
+            "{what} connection closed after {d:?}"
+        );
+    }
+    // Well past 1.5 x the timeout, the stream still delivers.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(1200) {
+        let f = tokio::time::timeout(Duration::from_secs(1), stream.frame())
+            .await
+            .expect("stream stalled")
+            .expect("stream ended early");
+        assert!(f.is_ok(), "stream broke: {f:?}");
+    }
 }
