@@ -209,9 +209,9 @@ fn content_type(h: &HeaderMap) -> &str {
 
 /// Copy allowlisted headers, sealing the session id and scrubbing the secret.
 fn response_headers(rc: &RelayCtx, up: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for name in &FORWARD_RESPONSE_HEADERS {
-        for v in up.get_all(name) {
+    let mut h = HeaderMap::with_capacity(FORWARD_RESPONSE_HEADERS.len() + 1);
+    for (name, v) in up {
+        if FORWARD_RESPONSE_HEADERS.contains(name) {
             h.append(name.clone(), scrub_header(rc, v));
         }
     }

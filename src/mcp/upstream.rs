@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use self::io::Io;
-use self::pool::{H1, Key, Pool, UpstreamBody};
+use self::pool::{Checkout, H1, Key, Pool, UpstreamBody};
 use crate::config::GatewaySettings;
 use crate::tls::TlsError;
 
@@ -179,17 +179,16 @@ impl Upstream {
         key: Key,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        if let Some(tx) = self.pool.checkout_h2(&key) {
-            return send_h2(tx, req).await;
-        }
         let mut req = req;
-        if let Some(h1) = self.pool.checkout_h1(&key) {
-            match send_h1(h1, &key, req).await {
+        match self.pool.checkout(&key) {
+            Some(Checkout::H2(tx)) => return send_h2(tx, req).await,
+            Some(Checkout::H1(h1)) => match send_h1(h1, &key, req).await {
                 H1Outcome::Response(r, h1) => return Ok(self.pooled(r, h1, key)),
                 H1Outcome::Failed(e) => return Err(e),
                 // The server closed the idle connection just as it was reused: one fresh attempt.
                 H1Outcome::NotSent(r) => req = r,
-            }
+            },
+            None => {}
         }
         match self.connect(&key).await? {
             Fresh::H2(tx) => {

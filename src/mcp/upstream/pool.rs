@@ -85,6 +85,14 @@ impl H1 {
     }
 }
 
+/// A connection taken from the pool.
+pub enum Checkout {
+    /// Exclusive use until the response body ends.
+    H1(H1),
+    /// A handle on the shared connection.
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
 struct Idle {
     h1: H1,
     since: Instant,
@@ -118,30 +126,23 @@ impl Pool {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle HTTP/1.1 connection to `key`, if one is usable.
-    pub fn checkout_h1(&self, key: &Key) -> Option<H1> {
+    /// A connection to `key` that can take a request now: the shared h2 one if open, else the most
+    /// recently used idle HTTP/1.1 one that is still usable.
+    pub fn checkout(&self, key: &Key) -> Option<Checkout> {
         let mut hosts = self.hosts();
         let host = hosts.get_mut(key)?;
+        if let Some(tx) = &host.h2 {
+            if !tx.is_closed() {
+                return Some(Checkout::H2(tx.clone()));
+            }
+            host.h2 = None;
+        }
         while let Some(mut i) = host.idle.pop_back() {
             if i.since.elapsed() < IDLE_TIMEOUT && i.h1.usable() {
-                return Some(i.h1);
+                return Some(Checkout::H1(i.h1));
             }
         }
         None
-    }
-
-    /// The shared HTTP/2 connection to `key`, if open.
-    pub fn checkout_h2(&self, key: &Key) -> Option<http2::SendRequest<Full<Bytes>>> {
-        let mut hosts = self.hosts();
-        let host = hosts.get_mut(key)?;
-        match &host.h2 {
-            Some(tx) if !tx.is_closed() => Some(tx.clone()),
-            Some(_) => {
-                host.h2 = None;
-                None
-            }
-            None => None,
-        }
     }
 
     /// Return an idle HTTP/1.1 connection.
