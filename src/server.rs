@@ -345,13 +345,16 @@ where
     let mut seen = activity.started.load(Ordering::Relaxed);
     let mut quiet_ticks = 0;
     let mut stopping = false;
+    let mut stop_armed = true;
     loop {
         tokio::select! {
             biased;
             r = conn.as_mut() => return r,
-            r = stop.wait_for(|s| *s), if !stopping => {
-                stopping = true;
+            r = stop.wait_for(|s| *s), if stop_armed => {
+                stop_armed = false;
+                // A dropped sender only means nobody can stop this connection; the watchdog goes on.
                 if r.is_ok() {
+                    stopping = true;
                     shutdown(conn.as_mut());
                 }
             }
