@@ -90,7 +90,7 @@ pub struct Snapshot {
     /// Devboxes by source address (egress identity).
     pub devbox_by_addr: HashMap<IpAddr, Arc<DevboxView>>,
     /// Facts the egress policy needs.
-    pub policy_env: crate::policy::Env,
+    pub policy_env: Arc<crate::policy::Env>,
     /// Validated `hub.toml`.
     pub config: Arc<Config>,
     /// Devboxes as loaded.
@@ -242,7 +242,7 @@ impl Snapshot {
             return Err(ConfigError::Invalid(issues));
         }
         let session_key = key.map(TokenKey::session_key).unwrap_or_default();
-        let policy_env = policy_env(&config, &devbox_by_addr);
+        let policy_env = Arc::new(policy_env(&config, &devbox_by_addr));
         Ok(Self {
             devbox_by_addr,
             policy_env,

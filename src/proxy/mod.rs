@@ -52,7 +52,11 @@ pub struct Egress {
     /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
     bound: Vec<SocketAddr>,
     limit: Arc<Semaphore>,
+    /// `admit`'s view for the current snapshot: (the snapshot's view, it plus `bound`).
+    admit_env: std::sync::Mutex<Option<AdmitEnv>>,
 }
+
+type AdmitEnv = (Arc<policy::Env>, Arc<policy::Env>);
 
 /// Everything one connection's audit line needs, filled in as the pipeline advances.
 #[derive(Debug)]
@@ -190,6 +194,7 @@ impl Egress {
             gateway_tls,
             bound,
             limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            admit_env: std::sync::Mutex::new(None),
         }
     }
 
@@ -262,11 +267,30 @@ impl Egress {
                 Err(_) => return Err(ctx.deny(DenyReason::ResolveFailed)),
             },
         };
-        let mut env = snap.policy_env.clone();
+        let env = self.admit_env(&snap.policy_env);
+        policy::admit(a, &env, &addrs, port).map_err(|r| ctx.deny(r))
+    }
+
+    /// The snapshot's policy view plus this proxy's own bound listeners (port 0 resolved), for the loop
+    /// guard; built once per snapshot rather than copied (with every devbox address) per connection.
+    fn admit_env(&self, base: &Arc<policy::Env>) -> Arc<policy::Env> {
+        let mut cache = self
+            .admit_env
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((b, env)) = cache.as_ref() {
+            if Arc::ptr_eq(b, base) {
+                return env.clone();
+            }
+        }
+        let mut env = policy::Env::clone(base);
         env.self_addrs.extend(self.bound.iter().copied());
         env.self_ports
             .extend(self.bound.iter().map(SocketAddr::port));
-        policy::admit(a, &env, &addrs, port).map_err(|r| ctx.deny(r))
+        let env = Arc::new(env);
+        // Holding `base` keeps its address from being reused by a later snapshot's view.
+        *cache = Some((base.clone(), env.clone()));
+        env
     }
 
     /// Stage dial: the admitted addresses in order, nothing else.
