@@ -267,11 +267,13 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        // Twice: the connection may need one more turn to hand over what the body just asked for.
-        for _ in 0..2 {
-            this.drive(cx);
+        // The body first: what the connection already read is handed over without driving it. Only
+        // when the body has nothing yet is the connection driven (it reads, and sees the body now wants
+        // data), and the body asked once more.
+        for attempt in 0..2 {
             match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => {}
+                Poll::Pending if attempt == 0 => this.drive(cx),
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     this.release(cx);
                     return Poll::Ready(None);
