@@ -128,29 +128,27 @@ impl CallTracker {
                 } else {
                     "ok"
                 };
-                audit::tool_call(
-                    &self.who,
-                    &tool,
-                    Verdict::Allow,
-                    "allowed_tools",
-                    outcome,
-                    self.started.elapsed(),
-                );
+                self.audit(&tool, outcome);
             }
         }
     }
 
     fn finish(&mut self, outcome: &str) {
-        for (_, tool) in self.pending.drain(..) {
-            audit::tool_call(
-                &self.who,
-                &tool,
-                Verdict::Allow,
-                "allowed_tools",
-                outcome,
-                self.started.elapsed(),
-            );
+        for (_, tool) in std::mem::take(&mut self.pending) {
+            self.audit(&tool, outcome);
         }
+    }
+
+    /// The one audit line of a forwarded call.
+    fn audit(&self, tool: &str, outcome: &str) {
+        audit::tool_call(
+            &self.who,
+            tool,
+            Verdict::Allow,
+            "allowed_tools",
+            outcome,
+            self.started.elapsed(),
+        );
     }
 }
 

@@ -58,6 +58,14 @@ pub struct Egress {
 
 type AdmitEnv = (Arc<policy::Env>, Arc<policy::Env>);
 
+/// Why `reach_raw` produced no upstream connection.
+enum Unreached {
+    /// The policy refused the resolved addresses (the reason is in the connection's audit context).
+    Refused,
+    /// Every admitted address failed to connect.
+    Unreachable,
+}
+
 /// Everything one connection's audit line needs, filled in as the pipeline advances.
 #[derive(Debug)]
 pub struct ConnCtx {
@@ -416,15 +424,14 @@ impl Egress {
                     return self.intercept(ctx, Prefixed::new(bytes, s)).await;
                 }
                 // SECURITY: the name is resolved by the hub; the address the devbox dialled is ignored.
-                let Ok(allowed) = self.resolve_admit(&snap, ctx, a, &target, dst.port()).await
-                else {
-                    return respond::tls(&mut s).await;
-                };
-                let Some(up) = self.dial(&snap, ctx, &allowed).await else {
-                    return respond::reset(s);
-                };
-                self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
-                    .await;
+                match self.reach_raw(&snap, ctx, a, &target, dst.port()).await {
+                    Ok(up) => {
+                        self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
+                            .await;
+                    }
+                    Err(Unreached::Refused) => respond::tls(&mut s).await,
+                    Err(Unreached::Unreachable) => respond::reset(s),
+                }
             }
             Sniffed::Http {
                 head,
@@ -453,15 +460,13 @@ impl Egress {
                 if a == Allowance::McpGateway {
                     return respond::reset(s);
                 }
-                let Ok(allowed) = self.resolve_admit(&snap, ctx, a, &target, dst.port()).await
-                else {
-                    return respond::reset(s);
-                };
-                let Some(up) = self.dial(&snap, ctx, &allowed).await else {
-                    return respond::reset(s);
-                };
-                self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
-                    .await;
+                match self.reach_raw(&snap, ctx, a, &target, dst.port()).await {
+                    Ok(up) => {
+                        self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
+                            .await;
+                    }
+                    Err(_) => respond::reset(s),
+                }
             }
         }
     }
@@ -554,6 +559,25 @@ impl Egress {
             .await;
         }
         up
+    }
+
+    /// Stages resolve, admit and dial for the transparent non-HTTP paths (TLS, opaque TCP), which
+    /// cannot answer in HTTP: the caller refuses with a TLS alert or a reset. `reach` is the HTTP twin.
+    async fn reach_raw(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        a: Allowance,
+        target: &Target,
+        port: u16,
+    ) -> Result<TcpStream, Unreached> {
+        let allowed = self
+            .resolve_admit(snap, ctx, a, target, port)
+            .await
+            .map_err(|_| Unreached::Refused)?;
+        self.dial(snap, ctx, &allowed)
+            .await
+            .ok_or(Unreached::Unreachable)
     }
 
     /// CONNECT host:port.
