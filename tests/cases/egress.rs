@@ -190,17 +190,16 @@ async fn unknown_sources_and_devboxes_without_policy_get_nothing() {
     let (hub, proxy) = hub("\"127.0.0.0/8\"").await;
     let (_, resp) = raw(proxy, &connect("localhost:80")).await;
     assert_denied(&resp, "unknown_devbox");
-    let mut ws = hub.workspace();
-    let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
-    mcp_hub::manage::devbox_create(
-        &mut ws,
-        "bare",
-        vec!["127.0.0.1".parse().unwrap()],
-        None,
-        vec![],
-    )
-    .unwrap();
-    drop(_l);
+    hub.edit(|ws| {
+        mcp_hub::manage::devbox_create(
+            ws,
+            "bare",
+            vec!["127.0.0.1".parse().unwrap()],
+            None,
+            vec![],
+        )
+        .unwrap();
+    });
     hub.sync();
     let (_, resp) = raw(proxy, &connect("localhost:80")).await;
     assert_denied(&resp, "no_network_policy");
@@ -301,10 +300,9 @@ async fn the_mcp_gateway_through_the_proxy_is_the_gateway() {
     assert!(!String::from_utf8_lossy(&proxied.stdout).contains("delete_repo"));
 
     // Without allow_mcp_gateway the gateway is denied like any other host.
-    let mut ws = hub.workspace();
-    let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
-    mcp_hub::manage::devbox_set_policy(&mut ws, "agent", Some("no-gateway".into())).unwrap();
-    drop(_l);
+    hub.edit(|ws| {
+        mcp_hub::manage::devbox_set_policy(ws, "agent", Some("no-gateway".into())).unwrap();
+    });
     hub.sync();
     let (_, resp) = raw(proxy, &connect(&format!("127.0.0.1:{}", hub.addr.port()))).await;
     assert_denied(&resp, "mcp_gateway_not_allowed");
@@ -421,44 +419,23 @@ async fn reloads_under_tunnelled_load_fail_no_connection() {
     let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
     hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
     let echo = echo_server().await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let stop = stop.clone();
-        load.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (mut s, resp) =
-                    raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
-                let mut b = [0u8; 4];
-                let good = resp.starts_with("HTTP/1.1 200")
-                    && s.write_all(b"ping").await.is_ok()
-                    && s.read_exact(&mut b).await.is_ok()
-                    && &b == b"ping";
-                if good { ok += 1 } else { failed += 1 }
-            }
-            (ok, failed)
-        }));
-    }
-    for i in 0..10 {
-        let mut ws = hub.workspace();
-        let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
-        let f = mcp_hub::manage::PolicyFields {
-            description: Some(format!("edit {i}")),
-            ..Default::default()
-        };
-        mcp_hub::manage::network_policy_update(&mut ws, "agents", f).unwrap();
-        drop(_l);
-        hub.sync();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in load {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let probe = move || async move {
+        let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+        let mut b = [0u8; 4];
+        resp.starts_with("HTTP/1.1 200")
+            && s.write_all(b"ping").await.is_ok()
+            && s.read_exact(&mut b).await.is_ok()
+            && &b == b"ping"
+    };
+    let (ok, failed) = hub
+        .edits_under_load(probe, |ws, i| {
+            let f = mcp_hub::manage::PolicyFields {
+                description: Some(format!("edit {i}")),
+                ..Default::default()
+            };
+            mcp_hub::manage::network_policy_update(ws, "agents", f).unwrap();
+        })
+        .await;
     assert!(ok > 20, "the load ran ({ok} tunnels)");
     assert_eq!(
         failed,

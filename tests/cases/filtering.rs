@@ -188,11 +188,9 @@ async fn the_upstream_sees_only_the_real_secret_never_the_agent_token() {
 async fn custom_credential_placement() {
     let up = Upstream::start(&["linear.list"], "lin_api_key_42").await;
     let hub = Hub::start(&[]).await;
-    {
-        let mut ws = hub.workspace();
-        let _l = mcp_hub::manage::lock(ws.paths()).unwrap();
+    hub.edit(|ws| {
         mcp_hub::manage::mcp_config_create(
-            &mut ws,
+            ws,
             mcp_hub::manage::NewMcpConfig {
                 name: "linear".into(),
                 endpoint: up.url(),
@@ -202,7 +200,7 @@ async fn custom_credential_placement() {
             },
         )
         .unwrap();
-    }
+    });
     hub.sync();
     hub.secret("LINEAR_KEY", "lin_api_key_42");
     let env = hub.devbox("box1", &[], &["LINEAR_MCP_SECRET=linear:LINEAR_KEY"]);

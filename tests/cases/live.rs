@@ -19,11 +19,7 @@ async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
     assert_eq!(c.post(&env["ONE"], &ping).await.status, StatusCode::OK);
 
     // Revoke one binding: it stops within a second, the other keeps working.
-    {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::devbox_revoke(&mut ws, "box", Some("ONE")).unwrap();
-    }
+    hub.edit(|ws| manage::devbox_revoke(ws, "box", Some("ONE")).unwrap());
     let took = Hub::eventually(|| async {
         c.post(&env["ONE"], &ping).await.status == StatusCode::UNAUTHORIZED
     })
@@ -32,17 +28,15 @@ async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
     assert_eq!(c.post(&env["TWO"], &ping).await.status, StatusCode::OK);
 
     // Rotate TWO: the old token dies, the new one works.
-    let new_two = {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::devbox_rotate(&mut ws, "box", "TWO").unwrap();
-        manage::devbox_env(&ws, "box")
+    let new_two = hub.edit(|ws| {
+        manage::devbox_rotate(ws, "box", "TWO").unwrap();
+        manage::devbox_env(ws, "box")
             .unwrap()
             .into_iter()
             .find(|(k, _)| k == "TWO")
             .unwrap()
             .1
-    };
+    });
     assert_ne!(new_two, env["TWO"]);
     let took =
         Hub::eventually(|| async { c.post(&new_two, &ping).await.status == StatusCode::OK }).await;
@@ -68,23 +62,17 @@ async fn config_edits_apply_live_and_invalid_edits_are_refused() {
     let t = hub.devbox("box", &[], &["G=github:S"])["G"].clone();
     let c = hub.client();
     assert_eq!(c.list_all(&t).await, ["github.get_issue"]);
-    {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::mcp_config_update(&mut ws, "github", Some(vec!["github.*".into()]), None, None)
-            .unwrap();
-    }
+    hub.edit(|ws| {
+        manage::mcp_config_update(ws, "github", Some(vec!["github.*".into()]), None, None).unwrap();
+    });
     let took = Hub::eventually(|| async { c.list_all(&t).await.len() == 2 }).await;
     assert!(took < Duration::from_secs(1), "edit took {took:?}");
 
     // The CLI layer refuses to write an invalid config...
-    {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        let e = manage::mcp_config_update(&mut ws, "github", Some(vec!["bad[".into()]), None, None)
-            .unwrap_err();
-        assert!(e.to_string().contains("invalid configuration"), "{e}");
-    }
+    let e = hub.edit(|ws| {
+        manage::mcp_config_update(ws, "github", Some(vec!["bad[".into()]), None, None).unwrap_err()
+    });
+    assert!(e.to_string().contains("invalid configuration"), "{e}");
     // ...and a hand edit that breaks the file leaves the old config serving.
     let good = std::fs::read_to_string(&hub.config_file).unwrap();
     std::fs::write(&hub.config_file, good.replace("github.*", "bad[")).unwrap();
@@ -96,11 +84,11 @@ async fn config_edits_apply_live_and_invalid_edits_are_refused() {
     );
     // Deleting a config in use is refused without --force; the comments in hub.toml survive edits.
     std::fs::write(&hub.config_file, format!("# operator comment\n{good}")).unwrap();
-    let mut ws = hub.workspace();
-    let _l = manage::lock(ws.paths()).unwrap();
-    let e = manage::mcp_config_delete(&mut ws, "github", false).unwrap_err();
-    assert!(e.to_string().contains("box/G"), "{e}");
-    manage::mcp_config_update(&mut ws, "github", None, Some("described".into()), None).unwrap();
+    hub.edit(|ws| {
+        let e = manage::mcp_config_delete(ws, "github", false).unwrap_err();
+        assert!(e.to_string().contains("box/G"), "{e}");
+        manage::mcp_config_update(ws, "github", None, Some("described".into()), None).unwrap();
+    });
     let text = std::fs::read_to_string(&hub.config_file).unwrap();
     assert!(text.starts_with("# operator comment\n"), "{text}");
     assert!(text.contains("description = \"described\""));
@@ -128,11 +116,7 @@ async fn revoking_a_token_ends_its_open_streams() {
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
     let revoked_at = std::time::Instant::now();
-    {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::devbox_revoke(&mut ws, "box", Some("ONE")).unwrap();
-    }
+    hub.edit(|ws| manage::devbox_revoke(ws, "box", Some("ONE")).unwrap());
     // It ends within a second of the revocation, long before the upstream would end it (5 s).
     while let Some(f) = tokio::time::timeout(Duration::from_secs(3), body.frame())
         .await
@@ -155,34 +139,19 @@ async fn reloads_under_load_fail_no_request() {
     let hub = Hub::start(&[("srv", &up.url(), &["x.*"])]).await;
     hub.secret("S", "k");
     let t = hub.devbox("box", &[], &["T=srv:S"])["T"].clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (c, t, stop) = (hub.client(), t.clone(), stop.clone());
-        load.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = c.post(&t, &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x.get","arguments":{}}})).await;
-                if r.status == StatusCode::OK && r.json().get("result").is_some() { ok += 1 } else { failed += 1 }
-            }
-            (ok, failed)
-        }));
-    }
-    for i in 0..10 {
-        let mut ws = hub.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::mcp_config_update(&mut ws, "srv", None, Some(format!("edit {i}")), None).unwrap();
-        drop(_l);
-        hub.sync();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in load {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let c = std::sync::Arc::new(hub.client());
+    let probe = move || {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let r = c.post(&t, &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x.get","arguments":{}}})).await;
+            r.status == StatusCode::OK && r.json().get("result").is_some()
+        }
+    };
+    let (ok, failed) = hub
+        .edits_under_load(probe, |ws, i| {
+            manage::mcp_config_update(ws, "srv", None, Some(format!("edit {i}")), None).unwrap();
+        })
+        .await;
     assert!(ok > 20, "the load ran ({ok} calls)");
     assert_eq!(
         failed,

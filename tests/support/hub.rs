@@ -113,12 +113,19 @@ impl Hub {
         Workspace::load(&self.config_file).unwrap()
     }
 
-    /// Store a secret.
-    pub(crate) fn secret(&self, name: &str, value: &str) {
+    /// Run `f` on the workspace under the state lock, as the CLI does. Nothing is reloaded: call
+    /// `sync`, or let the running hub's watcher notice (the `live` tests time that).
+    pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Workspace) -> T) -> T {
         let mut ws = self.workspace();
         let _l = manage::lock(ws.paths()).unwrap();
-        manage::secret_create(&mut ws, name, SecretString::from(value.to_string()), true).unwrap();
-        drop(_l);
+        f(&mut ws)
+    }
+
+    /// Store a secret.
+    pub(crate) fn secret(&self, name: &str, value: &str) {
+        self.edit(|ws| {
+            manage::secret_create(ws, name, SecretString::from(value.to_string()), true).unwrap()
+        });
         self.sync();
     }
 
@@ -150,22 +157,64 @@ impl Hub {
         policy: Option<&str>,
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
-        let mut ws = self.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
-        manage::devbox_create(
-            &mut ws,
-            name,
-            addresses.iter().map(|a| a.parse().unwrap()).collect(),
-            policy.map(str::to_string),
-            bindings
-                .iter()
-                .map(|b| b.parse::<BindingSpec>().unwrap())
-                .collect(),
-        )
-        .unwrap();
-        drop(_l);
+        let env = self.edit(|ws| {
+            manage::devbox_create(
+                ws,
+                name,
+                addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                policy.map(str::to_string),
+                bindings
+                    .iter()
+                    .map(|b| b.parse::<BindingSpec>().unwrap())
+                    .collect(),
+            )
+            .unwrap();
+            manage::devbox_env(ws, name).unwrap()
+        });
         self.sync();
-        manage::devbox_env(&ws, name).unwrap().into_iter().collect()
+        env.into_iter().collect()
+    }
+
+    /// Four loops run `probe` until ten edits, each applied with `edit` and reloaded 50 ms apart, are
+    /// done; returns how many probes succeeded and failed.
+    pub(crate) async fn edits_under_load<P, Fut>(
+        &self,
+        probe: P,
+        mut edit: impl FnMut(&mut Workspace, usize),
+    ) -> (usize, usize)
+    where
+        P: Fn() -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = Vec::new();
+        for _ in 0..4 {
+            let (probe, stop) = (probe.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if probe().await {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        for i in 0..10 {
+            self.edit(|ws| edit(ws, i));
+            self.sync();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, 0);
+        for l in load {
+            let (o, f) = l.await.unwrap();
+            ok += o;
+            failed += f;
+        }
+        (ok, failed)
     }
 
     pub(crate) fn client(&self) -> Client {
