@@ -161,12 +161,10 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    let builders = Arc::new(Builders::new());
     tokio::pin!(shutdown);
     while let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await {
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
-        let builders = builders.clone();
         let (stop, open) = (stop_rx.clone(), open_tx.clone());
         tokio::spawn(async move {
             let _permit = permit;
@@ -184,7 +182,7 @@ pub async fn serve(
                 }
             };
             crate::metrics::gateway_connections(1.0);
-            let result = builders.serve(tls, peer, gateway, stop).await;
+            let result = BUILDERS.serve(tls, peer, gateway, stop).await;
             crate::metrics::gateway_connections(-1.0);
             if let Err(e) = result {
                 tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
@@ -208,9 +206,10 @@ pub async fn serve_one<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // Never stopped from here: the egress listener's own drain ends these connections.
-    let (_never, stop) = watch::channel(false);
-    if let Err(e) = Builders::new().serve(tls, peer, gateway, stop).await {
+    // Never stopped from here (the sender is dropped at once): the egress listener's own drain ends
+    // these connections.
+    let (_, stop) = watch::channel(false);
+    if let Err(e) = BUILDERS.serve(tls, peer, gateway, stop).await {
         tracing::debug!(client.addr = %peer, error = %e, "Intercepted connection ended with error");
     }
 }
@@ -269,6 +268,9 @@ impl http_body::Body for Tracked {
 
 /// HTTP settings for both protocols. ALPN picks the protocol, so each connection is served by the
 /// HTTP/1.1 or the h2 connection type directly instead of sniffing for the h2 preface.
+/// One set of protocol settings for every gateway connection, listened for or intercepted.
+static BUILDERS: std::sync::LazyLock<Builders> = std::sync::LazyLock::new(Builders::new);
+
 struct Builders {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,

@@ -221,6 +221,7 @@ impl Gateway {
             .filter(|m| m.method() == Some("tools/call") && !m.id.is_null())
             .filter_map(|m| Some((m.id.clone(), m.name()?.to_string())))
             .collect();
+        // The parsed views are done with: not kept in this future's state across the upstream exchange.
         drop(forward);
         drop(msgs);
         self.forward(ctx, Method::POST, &parts.headers, body, local)

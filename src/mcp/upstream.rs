@@ -142,11 +142,6 @@ impl Upstream {
         })
     }
 
-    /// Idle pooled HTTP/1.1 connections.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
-
     /// Send a request (absolute URI) and wait for response headers, connecting if no pooled connection
     /// is usable.
     ///

@@ -179,11 +179,6 @@ impl Pool {
         }
         hosts.retain(|_, h| !h.idle.is_empty() || h.h2.is_some());
     }
-
-    /// Idle HTTP/1.1 connections held (for tests and metrics).
-    pub fn idle_count(&self) -> usize {
-        self.hosts().values().map(|h| h.idle.len()).sum()
-    }
 }
 
 async fn sweep_while_alive(pool: Weak<Pool>) {
