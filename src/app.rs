@@ -261,8 +261,10 @@ pub async fn serve(
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let shutdown = async move {
         shutdown.await;
-        crate::systemd::stopping();
+        // Readiness turns 503 before systemd (or anyone watching it) hears STOPPING=1: whoever acts on the
+        // notification must already see the drain.
         health.set_draining();
+        crate::systemd::stopping();
         let _ = stop_tx.send(true);
     };
     // Every listener is bound and the CA and configuration are loaded.
