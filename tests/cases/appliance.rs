@@ -14,12 +14,13 @@ use crate::support::client::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports: every probe listener is held until all are chosen, so two calls
+/// cannot hand out the same port.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 async fn recv(sock: &UnixDatagram) -> String {
@@ -49,7 +50,7 @@ async fn get(port: u16, path: &str) -> (u16, String) {
 async fn systemd_notify_reload_metrics_and_drain() {
     let up = Upstream::start(&["x.get", "x.sleep"], "Bearer s3").await;
     let dir = tempfile::tempdir().unwrap();
-    let (gw, admin) = (free_port(), free_port());
+    let [gw, admin] = free_ports();
     let cfg = dir.path().join("hub.toml");
     std::fs::write(
         &cfg,
@@ -165,7 +166,15 @@ async fn systemd_notify_reload_metrics_and_drain() {
 
     // SIGTERM during a slow call: STOPPING=1, /readyz 503, the call completes, then a clean exit.
     let slow = tokio::spawn(async move { client.post(&token, &call("x.sleep")).await.status });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The call must be in flight (at the upstream) before the signal, however slow the machine is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !up.tool_calls().iter().any(|t| t == "x.sleep") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     loop {
         let m = recv(&notify).await;
@@ -191,7 +200,7 @@ async fn the_cli_goes_through_the_admin_socket_while_the_service_runs() {
     use std::os::unix::fs::PermissionsExt;
     let up = Upstream::start(&["x.get"], "Bearer s3").await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = free_port();
+    let [gw] = free_ports();
     let cfg = dir.path().join("hub.toml");
     std::fs::write(
         &cfg,
