@@ -41,8 +41,7 @@ impl TokenId {
 
     /// Parse the stored text form.
     pub fn decode(s: &str) -> Option<Self> {
-        let v = URL_SAFE_NO_PAD.decode(s).ok()?;
-        Some(Self(v.try_into().ok()?))
+        decode_exact(s).map(Self)
     }
 }
 
@@ -144,8 +143,16 @@ pub fn parse(token: &str) -> Option<(TokenId, [u8; MAC_LEN])> {
     }
     let (id, mac) = body.split_at(ID_B64_LEN);
     let id = TokenId::decode(id)?;
-    let mac: [u8; MAC_LEN] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
+    let mac = decode_exact(mac)?;
     Some((id, mac))
+}
+
+/// Base64url text that decodes to exactly `N` bytes, decoded on the stack: every request's token passes
+/// through here.
+fn decode_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    let n = URL_SAFE_NO_PAD.decode_slice(s, &mut out).ok()?;
+    (n == N).then_some(out)
 }
 
 #[cfg(test)]
@@ -179,6 +186,15 @@ mod tests {
         ] {
             assert!(parse(t).is_none(), "{t}");
         }
+        // SECURITY: one token has one spelling. Base64 text whose unused trailing bits are set decodes
+        // to the same id, so it is refused rather than accepted as a second spelling.
+        let key = TokenKey::generate().unwrap();
+        let t = key.token("b", "E", &TokenId([0; ID_LEN]));
+        let id_end = TOKEN_PREFIX.len() + ID_B64_LEN - 1;
+        assert_eq!(&t[id_end..=id_end], "A");
+        let other = format!("{}B{}", &t[..id_end], &t[id_end + 1..]);
+        assert!(parse(&t).is_some());
+        assert!(parse(&other).is_none(), "{other}");
     }
 
     #[test]
