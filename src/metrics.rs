@@ -1,9 +1,11 @@
 //! Prometheus metrics, rendered as text on the admin listener's `/metrics`.
 //!
-//! A small registry (families of labelled series behind one mutex; updates are a map lookup and an add)
-//! fed from the same events as the audit log, so every audited decision is also counted. Updates sit on
-//! the request path, so they allocate nothing once a series exists: the label set is rendered into a
-//! reused per-thread buffer and looked up by `&str`.
+//! A small registry (families of labelled series; updates are a map lookup and an add) fed from the same
+//! events as the audit log, so every audited decision is also counted. Updates sit on the request path,
+//! so they allocate nothing once a series exists (the label set is rendered into a reused per-thread
+//! buffer and looked up by `&str`), and they share no memory between threads: each thread counts into
+//! its own shard, whose lock only `/metrics` ever contends for, and a scrape sums the shards. (One shared
+//! registry made the gateway workers take turns on one lock and one set of cache lines twice per call.)
 //! SECURITY/ops: label values never come from unbounded agent input. A tool name is a label only when the
 //! upstream answered the call successfully (so the tool exists); denied calls and calls the upstream
 //! refused (an agent can invent names under `allowed_tools = ["*"]`) count under `tool=""`. Each family
@@ -12,13 +14,14 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+#[derive(Clone)]
 struct Family {
     help: &'static str,
     kind: &'static str,
@@ -26,6 +29,7 @@ struct Family {
 }
 
 /// One labelled series: a value (counter, gauge) or a histogram's buckets.
+#[derive(Clone)]
 enum Series {
     Value(f64),
     Histogram {
@@ -35,17 +39,114 @@ enum Series {
     },
 }
 
-static REGISTRY: LazyLock<Mutex<BTreeMap<&'static str, Family>>> =
-    LazyLock::new(|| Mutex::new(BTreeMap::new()));
+impl Series {
+    /// Fold another shard's count of the same series into this one.
+    fn merge(&mut self, other: &Series) {
+        match (self, other) {
+            (Series::Value(a), Series::Value(b)) => *a += b,
+            (
+                Series::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                },
+                Series::Histogram {
+                    buckets: b,
+                    sum: s,
+                    count: c,
+                },
+            ) => {
+                for (x, y) in buckets.iter_mut().zip(b) {
+                    *x += y;
+                }
+                *sum += s;
+                *count += c;
+            }
+            // A family's kind is fixed by its name; mismatches cannot arise.
+            _ => {}
+        }
+    }
+}
+
+/// Families by name.
+type Registry = BTreeMap<&'static str, Family>;
 
 /// Series per family before new label sets fold into [`OVERFLOW`].
 const MAX_SERIES: usize = 2_000;
 /// The label set that absorbs updates once a family is full.
 const OVERFLOW: &str = "{overflow=\"true\"}";
 
+/// Every thread's shard, and the counts of threads that have ended (counters never go back).
+#[derive(Default)]
+struct Shards {
+    live: Vec<Arc<Mutex<Registry>>>,
+    retired: Registry,
+}
+
+static SHARDS: LazyLock<Mutex<Shards>> = LazyLock::new(Mutex::default);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A thread's shard; when the thread ends, its counts move to [`Shards::retired`].
+struct Shard(Arc<Mutex<Registry>>);
+
+impl Shard {
+    fn register() -> Self {
+        let s = Arc::new(Mutex::new(Registry::new()));
+        lock(&SHARDS).live.push(s.clone());
+        Self(s)
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        let mine = std::mem::take(&mut *lock(&self.0));
+        let mut all = lock(&SHARDS);
+        all.live.retain(|s| !Arc::ptr_eq(s, &self.0));
+        merge_into(&mut all.retired, &mine);
+    }
+}
+
 thread_local! {
     /// Reused buffer the label set of an update is rendered into.
     static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+    /// This thread's counts.
+    static SHARD: Shard = Shard::register();
+}
+
+/// The key a new label set is stored under: itself, or the overflow series once the family is full.
+fn new_key(family: &Family, key: &str) -> String {
+    if family.series.len() < MAX_SERIES {
+        key.to_string()
+    } else {
+        OVERFLOW.to_string()
+    }
+}
+
+/// Add every series of `from` into `into`.
+fn merge_into(into: &mut Registry, from: &Registry) {
+    for (name, f) in from {
+        let family = into.entry(name).or_insert_with(|| Family {
+            help: f.help,
+            kind: f.kind,
+            series: BTreeMap::new(),
+        });
+        for (key, s) in &f.series {
+            if let Some(t) = family.series.get_mut(key) {
+                t.merge(s);
+                continue;
+            }
+            let key = new_key(family, key);
+            match family.series.get_mut(&key) {
+                Some(t) => t.merge(s),
+                None => {
+                    family.series.insert(key, s.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Append `v` escaped for a label value.
@@ -83,7 +184,8 @@ fn render_labels(o: &mut String, l: &[(&str, &str)]) {
     o.push('}');
 }
 
-/// Run `f` on the series for `l` in family `name`, creating both with `init` as needed.
+/// Run `f` on the series for `l` in family `name` in this thread's shard, creating both with `init` as
+/// needed.
 fn with_series(
     name: &'static str,
     help: &'static str,
@@ -92,28 +194,30 @@ fn with_series(
     init: fn() -> Series,
     f: impl FnOnce(&mut Series),
 ) {
-    KEY.with_borrow_mut(|key| {
-        render_labels(key, l);
-        let mut r = REGISTRY
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let series = &mut r
-            .entry(name)
-            .or_insert_with(|| Family {
-                help,
-                kind,
-                series: BTreeMap::new(),
-            })
-            .series;
-        if let Some(s) = series.get_mut(key.as_str()) {
+    let update = |key: &str, r: &mut Registry| {
+        let family = r.entry(name).or_insert_with(|| Family {
+            help,
+            kind,
+            series: BTreeMap::new(),
+        });
+        if let Some(s) = family.series.get_mut(key) {
             return f(s);
         }
-        let key = if series.len() < MAX_SERIES {
-            key.clone()
-        } else {
-            OVERFLOW.to_string()
-        };
-        f(series.entry(key).or_insert_with(init));
+        let key = new_key(family, key);
+        f(family.series.entry(key).or_insert_with(init));
+    };
+    KEY.with_borrow_mut(|key| {
+        render_labels(key, l);
+        let mut update = Some(update);
+        let _ = SHARD.try_with(|s| {
+            if let Some(u) = update.take() {
+                u(key, &mut lock(&s.0));
+            }
+        });
+        // A thread that is ending (its shard already gone) counts straight into the retired totals.
+        if let Some(u) = update {
+            u(key, &mut lock(&SHARDS).retired);
+        }
     });
 }
 
@@ -167,11 +271,16 @@ fn with_le(key: &str, le: &str) -> String {
 
 /// The text exposition format.
 pub fn render() -> String {
-    let r = REGISTRY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let r = {
+        let all = lock(&SHARDS);
+        let mut r = all.retired.clone();
+        for shard in &all.live {
+            merge_into(&mut r, &lock(shard));
+        }
+        r
+    };
     let mut o = String::new();
-    for (name, f) in r.iter() {
+    for (name, f) in &r {
         let _ = writeln!(o, "# HELP {name} {}", f.help);
         let _ = writeln!(o, "# TYPE {name} {}", f.kind);
         for (k, s) in &f.series {
@@ -331,6 +440,49 @@ mod tests {
         assert_eq!(n, super::MAX_SERIES + 1, "the cap plus the overflow series");
         assert!(t.contains("mcp_hub_test_cap_total{overflow=\"true\"} 50"));
         assert!(t.contains("mcp_hub_test_cap_total{k=\"v0\\\"\\n\"} 1"));
+    }
+
+    #[test]
+    fn every_threads_counts_are_summed_including_threads_that_ended() {
+        let count = |n: f64| super::add("mcp_hub_test_threads_total", "test", "counter", &[], n);
+        let observe = || {
+            super::observe(
+                "mcp_hub_test_threads_seconds",
+                "test",
+                &[("k", "v")],
+                std::time::Duration::from_millis(2),
+            );
+        };
+        for _ in 0..3 {
+            std::thread::spawn(move || {
+                count(2.0);
+                observe();
+            })
+            .join()
+            .unwrap();
+        }
+        let (stop, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, counted) = std::sync::mpsc::channel();
+        let live = std::thread::spawn(move || {
+            count(5.0);
+            ready.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        counted.recv().unwrap();
+        count(1.0);
+        let t = super::render();
+        assert!(t.contains("mcp_hub_test_threads_total 12\n"), "{t}");
+        assert!(
+            t.contains("mcp_hub_test_threads_seconds_bucket{k=\"v\",le=\"0.0025\"} 3\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("mcp_hub_test_threads_seconds_count{k=\"v\"} 3\n"),
+            "{t}"
+        );
+        drop(stop);
+        live.join().unwrap();
+        assert!(super::render().contains("mcp_hub_test_threads_total 12\n"));
     }
 
     #[test]
