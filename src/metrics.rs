@@ -102,8 +102,10 @@ impl Shard {
 
 impl Drop for Shard {
     fn drop(&mut self) {
-        let mine = std::mem::take(&mut *lock(&self.0));
+        // Under the global lock (taken before the shard's, as `render` does), so a scrape finds these
+        // counts in exactly one place: this shard or the retired totals.
         let mut all = lock(&SHARDS);
+        let mine = std::mem::take(&mut *lock(&self.0));
         all.live.retain(|s| !Arc::ptr_eq(s, &self.0));
         merge_into(&mut all.retired, &mine);
     }
