@@ -229,16 +229,16 @@ impl Gateway {
     }
 
     fn client(&self, gw: &GatewaySettings) -> Result<Arc<Upstream>, String> {
-        let key = ClientKey::of(gw);
         let mut g = self
             .upstream
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((k, c)) = g.as_ref() {
-            if *k == key {
+            if k.fits(gw) {
                 return Ok(c.clone());
             }
         }
+        let key = ClientKey::of(gw);
         let c = Arc::new(Upstream::new(&key).map_err(|e| e.to_string())?);
         *g = Some((key, c.clone()));
         Ok(c)

@@ -103,6 +103,12 @@ impl ClientKey {
             ca_file: s.upstream_ca_file.clone(),
         }
     }
+
+    /// Whether a client made for this key still fits the current settings (checked on every call, so it
+    /// compares instead of building a key).
+    pub fn fits(&self, s: &GatewaySettings) -> bool {
+        self.connect_timeout == s.upstream_connect_timeout && self.ca_file == s.upstream_ca_file
+    }
 }
 
 /// A new connection, by the protocol ALPN chose.
