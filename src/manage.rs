@@ -206,6 +206,28 @@ struct Changed {
     tokens: bool,
 }
 
+impl Changed {
+    /// `hub.toml` only.
+    const CONFIG: Self = Self::only(true, false, false, false);
+    /// The secrets file only.
+    const SECRETS: Self = Self::only(false, true, false, false);
+    /// The devboxes file only.
+    const DEVBOXES: Self = Self::only(false, false, true, false);
+    /// Issued tokens only.
+    const TOKENS: Self = Self::only(false, false, false, true);
+    /// Devboxes and their tokens together.
+    const DEVBOXES_AND_TOKENS: Self = Self::only(false, false, true, true);
+
+    const fn only(config: bool, secrets: bool, devboxes: bool, tokens: bool) -> Self {
+        Self {
+            config,
+            secrets,
+            devboxes,
+            tokens,
+        }
+    }
+}
+
 fn string_array(items: &[String]) -> Array {
     items.iter().map(String::as_str).collect()
 }
@@ -268,10 +290,7 @@ pub fn mcp_config_create(ws: &mut Workspace, new: NewMcpConfig) -> Result<String
         t.insert("credential", value(c));
     }
     ws.configs_mut().push(t);
-    ws.commit(Changed {
-        config: true,
-        ..Default::default()
-    })?;
+    ws.commit(Changed::CONFIG)?;
     Ok(id)
 }
 
@@ -300,10 +319,7 @@ pub fn mcp_config_update(
     if let Some(e) = endpoint {
         t.insert("endpoint", value(e));
     }
-    ws.commit(Changed {
-        config: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::CONFIG)
 }
 
 /// Devbox bindings that use an mcp_config or a secret.
@@ -407,10 +423,7 @@ pub fn secret_create(
             create_time_ms: fsutil::now_ms(),
         },
     );
-    ws.commit(Changed {
-        secrets: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::SECRETS)
 }
 
 /// `secret delete`.
@@ -508,10 +521,7 @@ pub fn network_policy_create(
     t.insert("name", value(name));
     set_policy_fields(&mut t, f);
     ws.tables_mut("network_policies").push(t);
-    ws.commit(Changed {
-        config: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::CONFIG)
 }
 
 /// `network-policy update`: only the given fields change.
@@ -527,10 +537,7 @@ pub fn network_policy_update(
     if let Some(t) = ws.tables_mut("network_policies").get_mut(i) {
         set_policy_fields(t, f);
     }
-    ws.commit(Changed {
-        config: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::CONFIG)
 }
 
 /// `network-policy delete`. With `force`, devboxes using it are left with no policy (no network).
@@ -621,11 +628,7 @@ pub fn devbox_create(
         mcp: Default::default(),
     });
     devbox_bind_inner(ws, name, bindings)?;
-    ws.commit(Changed {
-        devboxes: true,
-        tokens: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::DEVBOXES_AND_TOKENS)
 }
 
 fn devbox_bind_inner(
@@ -673,11 +676,7 @@ pub fn devbox_bind(
     bindings: Vec<BindingSpec>,
 ) -> Result<(), ManageError> {
     devbox_bind_inner(ws, name, bindings)?;
-    ws.commit(Changed {
-        devboxes: true,
-        tokens: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::DEVBOXES_AND_TOKENS)
 }
 
 /// `devbox unbind`: remove one server (and its token).
@@ -697,11 +696,7 @@ pub fn devbox_unbind(ws: &mut Workspace, name: &str, env_var: &str) -> Result<()
         )));
     }
     ws.tokens.revoke(name, env_var);
-    ws.commit(Changed {
-        devboxes: true,
-        tokens: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::DEVBOXES_AND_TOKENS)
 }
 
 fn check_binding(ws: &Workspace, name: &str, env_var: &str) -> Result<(), ManageError> {
@@ -744,10 +739,7 @@ pub fn devbox_revoke(
         .into_iter()
         .filter(|e| ws.tokens.revoke(name, e))
         .collect();
-    ws.commit(Changed {
-        tokens: true,
-        ..Default::default()
-    })?;
+    ws.commit(Changed::TOKENS)?;
     Ok(revoked)
 }
 
@@ -763,10 +755,7 @@ pub fn devbox_rotate(ws: &mut Workspace, name: &str, env_var: &str) -> Result<()
             context: "issuing token".into(),
             source: std::io::Error::other(e),
         })?;
-    ws.commit(Changed {
-        tokens: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::TOKENS)
 }
 
 /// `devbox set-policy`: name the devbox's network policy (`None`: no network at all).
@@ -785,10 +774,7 @@ pub fn devbox_set_policy(
         .find(|d| d.name == name)
         .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
     d.network_policy = policy;
-    ws.commit(Changed {
-        devboxes: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::DEVBOXES)
 }
 
 /// `devbox delete`: the devbox, its bindings and tokens.
@@ -802,11 +788,7 @@ pub fn devbox_delete(ws: &mut Workspace, name: &str) -> Result<(), ManageError> 
         return Err(ManageError::NotFound(format!("no devbox named {name:?}")));
     }
     ws.tokens.tokens.remove(name);
-    ws.commit(Changed {
-        devboxes: true,
-        tokens: true,
-        ..Default::default()
-    })
+    ws.commit(Changed::DEVBOXES_AND_TOKENS)
 }
 
 /// `devbox env`: `RL_MCP_URL` and one `ENV_VAR=token` per binding with a live token.
