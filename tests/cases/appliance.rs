@@ -9,10 +9,8 @@ use serde_json::json;
 use tokio::net::UnixDatagram;
 use tokio::process::Command;
 
-use crate::support::Upstream;
 use crate::support::client::Client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
+use crate::support::{BIN, Upstream, cli};
 
 /// `N` distinct free loopback ports: every probe listener is held until all are chosen, so two calls
 /// cannot hand out the same port.
@@ -58,13 +56,7 @@ async fn systemd_notify_reload_metrics_and_drain() {
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(["--config", c])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli(c, args);
     assert!(
         run(&[
             "mcp-config",

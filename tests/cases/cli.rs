@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
+use crate::support::{BIN, cli};
 
 #[test]
 fn exit_codes_follow_sysexits() {
@@ -290,13 +290,7 @@ fn network_policies_are_edited_in_place() {
     let cfg = dir.path().join("hub.toml");
     std::fs::write(&cfg, "# the operator's header\nversion = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nurl = \"https://mcp.hub.internal/mcp\"\n").unwrap();
     let c = cfg.to_str().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(["--config", c])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli(c, args);
     assert!(
         run(&[
             "network-policy",

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-hub");
+use crate::support::BIN;
 
 fn repo(p: &str) -> String {
     format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
