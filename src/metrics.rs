@@ -141,12 +141,11 @@ fn merge_into(into: &mut Registry, from: &Registry) {
                 continue;
             }
             let key = new_key(family, key);
-            match family.series.get_mut(&key) {
-                Some(t) => t.merge(s),
-                None => {
-                    family.series.insert(key, s.clone());
-                }
-            }
+            family
+                .series
+                .entry(key)
+                .and_modify(|t| t.merge(s))
+                .or_insert_with(|| s.clone());
         }
     }
 }
