@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use sha2::{Digest, Sha256};
 
 use super::raw::{RawGateway, RawHub, RawMcpConfig};
@@ -283,6 +283,12 @@ pub fn endpoint(s: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// The `Host` header for requests to a validated endpoint: its authority, built once per config rather
+/// than per request.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    HeaderValue::from_str(uri.authority()?.as_str()).ok()
+}
+
 /// Validate a credential header name and value template.
 ///
 /// # Errors
@@ -371,7 +377,16 @@ pub(crate) fn mcp_configs(
             ok = false;
         }
         let endpoint = match endpoint(&r.endpoint) {
-            Ok(u) => Some(u),
+            Ok(u) => match host_header(&u) {
+                Some(h) => Some((u, h)),
+                None => {
+                    issues.push(
+                        at("endpoint"),
+                        format!("{:?}: has no valid host", r.endpoint),
+                    );
+                    None
+                }
+            },
             Err(m) => {
                 issues.push(at("endpoint"), format!("{:?}: {m}", r.endpoint));
                 None
@@ -400,13 +415,14 @@ pub(crate) fn mcp_configs(
                 }
             },
         };
-        if let (true, Some(endpoint), Some(allowed_tools), Some(credential)) =
+        if let (true, Some((endpoint, host)), Some(allowed_tools), Some(credential)) =
             (ok, endpoint, filter, credential)
         {
             out.push(Arc::new(McpConfig {
                 id,
                 name: r.name,
                 endpoint,
+                host,
                 allowed_tools,
                 description: r.description.unwrap_or_default(),
                 create_time_ms: r.create_time_ms.unwrap_or(0),

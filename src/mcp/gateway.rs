@@ -46,6 +46,23 @@ pub struct Gateway {
     upstream: Mutex<Option<(ClientKey, Arc<Upstream>)>>,
 }
 
+/// What a POST's stages decided: forward upstream, or the hub has answered.
+// Moved once per request; boxing the larger variant would cost an allocation instead.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Forward(Forward),
+    Answered(Response<Body>),
+}
+
+/// A request that passed every check, ready to go upstream.
+struct Forward {
+    ctx: Ctx,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    local: relay::Local,
+}
+
 /// Per-request context accumulated by the stages.
 struct Ctx {
     snap: Arc<Snapshot>,
@@ -129,25 +146,31 @@ impl Gateway {
                 "wrong_path",
             );
         }
-        match *req.method() {
-            Method::POST => self.post(ctx, req).await,
+        // Both branches end in the one `forward` below: a single await site keeps this future small
+        // (each await of a sub-future reserves its own room, and hyper moves this future per request).
+        let fwd = match *req.method() {
+            Method::POST => match self.post(ctx, req).await {
+                Step::Forward(f) => f,
+                Step::Answered(r) => return r,
+            },
             Method::GET | Method::DELETE => {
                 let (parts, _) = req.into_parts();
-                let method = parts.method.clone();
-                self.forward(
+                Forward {
                     ctx,
-                    method,
-                    &parts.headers,
-                    Bytes::new(),
-                    relay::Local::none(),
-                )
-                .await
+                    method: parts.method,
+                    headers: parts.headers,
+                    body: Bytes::new(),
+                    local: relay::Local::none(),
+                }
             }
-            _ => respond::method_not_allowed(),
-        }
+            _ => return respond::method_not_allowed(),
+        };
+        self.forward(fwd).await
     }
 
-    async fn post<B>(&self, ctx: Ctx, req: Request<B>) -> Response<Body>
+    /// Stages of a POST up to what goes upstream: content type, body, parse, metadata headers, tool
+    /// screening.
+    async fn post<B>(&self, ctx: Ctx, req: Request<B>) -> Step
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -156,19 +179,19 @@ impl Gateway {
         let gw = &ctx.snap.config.gateway;
         if !is_json(&parts.headers) {
             audit::denial(ctx.peer, Some(&ctx.who), "unsupported_media_type", 415);
-            return respond::error(
+            return Step::Answered(respond::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Value::Null,
                 code::INVALID_REQUEST,
                 "POST bodies must be Content-Type: application/json",
                 "unsupported_media_type",
-            );
+            ));
         }
         let raw = match read_body(body, gw).await {
             Ok(b) => b,
             Err(r) => {
                 audit::denial(ctx.peer, Some(&ctx.who), "bad_body", r.status().as_u16());
-                return r;
+                return Step::Answered(r);
             }
         };
         let msgs = match jsonrpc::parse_messages(&raw) {
@@ -179,7 +202,13 @@ impl Gateway {
                     BodyError::Invalid(m) => (code::INVALID_REQUEST, "invalid_request", m),
                 };
                 audit::denial(ctx.peer, Some(&ctx.who), reason, 400);
-                return respond::error(StatusCode::BAD_REQUEST, Value::Null, code, m, reason);
+                return Step::Answered(respond::error(
+                    StatusCode::BAD_REQUEST,
+                    Value::Null,
+                    code,
+                    m,
+                    reason,
+                ));
             }
         };
         let batch = msgs.batch;
@@ -190,18 +219,18 @@ impl Gateway {
             } else {
                 msgs.items[0].id.clone()
             };
-            return respond::error(
+            return Step::Answered(respond::error(
                 StatusCode::BAD_REQUEST,
                 id,
                 code::HEADER_MISMATCH,
                 m,
                 "header_mismatch",
-            );
+            ));
         }
         let (forward, mut local) = screen_tool_calls(&ctx, &msgs);
         if forward.is_empty() {
             // Everything was answered by the hub itself.
-            return relay::local_only(local, batch);
+            return Step::Answered(relay::local_only(local, batch));
         }
         // Nothing screened out: forward the client's bytes as they came; otherwise the remaining
         // messages' own texts.
@@ -224,8 +253,13 @@ impl Gateway {
         // The parsed views are done with: not kept in this future's state across the upstream exchange.
         drop(forward);
         drop(msgs);
-        self.forward(ctx, Method::POST, &parts.headers, body, local)
-            .await
+        Step::Forward(Forward {
+            ctx,
+            method: Method::POST,
+            headers: parts.headers,
+            body,
+            local,
+        })
     }
 
     fn client(&self, gw: &GatewaySettings) -> Result<Arc<Upstream>, String> {
@@ -244,14 +278,16 @@ impl Gateway {
         Ok(c)
     }
 
-    async fn forward(
-        &self,
-        ctx: Ctx,
-        method: Method,
-        headers: &HeaderMap,
-        body: Bytes,
-        local: relay::Local,
-    ) -> Response<Body> {
+    /// Stages after screening: session, upstream request, send, relay.
+    async fn forward(&self, f: Forward) -> Response<Body> {
+        let Forward {
+            ctx,
+            method,
+            headers,
+            body,
+            local,
+        } = f;
+        let headers = &headers;
         let gw = &ctx.snap.config.gateway;
         let binding = ctx.binding.clone();
         let server = binding.config.name.as_str();
@@ -309,7 +345,10 @@ impl Gateway {
                 );
             }
         };
-        match client.send(req, gw.upstream_response_timeout).await {
+        match client
+            .send(req, &binding.config.host, gw.upstream_response_timeout)
+            .await
+        {
             Err(e) => upstream_failure(&ctx, &local, &e, server),
             Ok(resp) => {
                 crate::metrics::upstream_latency(server, ctx.started.elapsed());

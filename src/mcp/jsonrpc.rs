@@ -41,7 +41,7 @@ pub fn error(id: Value, code: i64, message: impl Into<String>, data: Option<Valu
 #[derive(Debug)]
 pub struct Message<'a> {
     /// The message as the client sent it.
-    pub raw: &'a RawValue,
+    pub raw: &'a str,
     /// `id` (`Null` when absent or null).
     pub id: Value,
     /// Whether a `method` member is present (of any type).
@@ -155,25 +155,83 @@ struct MessagePeek<'a> {
     #[serde(borrow)]
     method: Option<Text<'a>>,
     #[serde(borrow)]
-    params: Option<&'a RawValue>,
+    params: Option<Params<'a>>,
 }
 
-#[derive(Deserialize)]
-struct ParamsPeek<'a> {
-    #[serde(borrow)]
+/// `params`: for an object, its `name` and `uri` members; anything else carries neither. Read in the same
+/// pass as the message, so a body is scanned once.
+#[derive(Default)]
+struct Params<'a> {
     name: Option<Text<'a>>,
-    #[serde(borrow)]
     uri: Option<Text<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Params<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Params::default())
+            }
+            // SECURITY: positional (array) params carry no name the hub could check; only an object is
+            // read, exactly as a tree lookup of `params.name` would.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Params::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut p = Params::default();
+                // Keys are compared decoded (`"na\u006de"` is `name`), as the upstream will read them.
+                while let Some(key) = a.next_key::<Text<'de>>()? {
+                    let slot = match key.into_str().as_deref() {
+                        Some("name") => &mut p.name,
+                        Some("uri") => &mut p.uri,
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // SECURITY: the hub and the upstream could read different names from duplicates.
+                    if slot.is_some() {
+                        return Err(de::Error::custom("params: duplicate member"));
+                    }
+                    *slot = Some(a.next_value::<Text<'de>>()?);
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 fn first_byte(s: &str) -> Option<u8> {
     s.bytes().find(|c| !c.is_ascii_whitespace())
 }
 
-/// Peek one message; a non-object (inside a batch) is a message without method.
+/// Peek one message from its text in one pass; a non-object (inside a batch) is a message without
+/// method. Syntax errors are parse errors; well-formed JSON the hub refuses (duplicates) is invalid.
 /// SECURITY: a message or `params` object with a duplicate member is refused: the hub and the upstream
 /// could otherwise read different tool names from the same bytes.
-fn peek_message(raw: &RawValue) -> Result<Message<'_>, BodyError> {
+fn peek_message(raw: &str) -> Result<Message<'_>, BodyError> {
     let mut m = Message {
         raw,
         id: Value::Null,
@@ -182,21 +240,22 @@ fn peek_message(raw: &RawValue) -> Result<Message<'_>, BodyError> {
         name: None,
         uri: None,
     };
-    if first_byte(raw.get()) != Some(b'{') {
+    if first_byte(raw) != Some(b'{') {
         return Ok(m);
     }
-    let p: MessagePeek<'_> = serde_json::from_str(raw.get())
-        .map_err(|e| BodyError::Invalid(format!("Invalid Request: {e}")))?;
+    let p: MessagePeek<'_> = serde_json::from_str(raw).map_err(|e| {
+        if e.is_data() {
+            BodyError::Invalid(format!("Invalid Request: {e}"))
+        } else {
+            BodyError::Parse(format!("Parse error: {e}"))
+        }
+    })?;
     m.id = p.id.unwrap_or(Value::Null);
     m.has_method = p.method.is_some();
     m.method = p.method.and_then(Text::into_str);
-    // SECURITY: positional (array) params carry no name the hub could check; only an object is read,
-    // exactly as a tree lookup of `params.name` would.
-    if let Some(params) = p.params.filter(|r| first_byte(r.get()) == Some(b'{')) {
-        let pp: ParamsPeek<'_> = serde_json::from_str(params.get())
-            .map_err(|e| BodyError::Invalid(format!("Invalid Request: params: {e}")))?;
-        m.name = pp.name.and_then(Text::into_str);
-        m.uri = pp.uri.and_then(Text::into_str);
+    if let Some(params) = p.params {
+        m.name = params.name.and_then(Text::into_str);
+        m.uri = params.uri.and_then(Text::into_str);
     }
     Ok(m)
 }
@@ -222,19 +281,21 @@ pub fn parse_messages(body: &[u8]) -> Result<Messages<'_>, BodyError> {
             }
             let items = items
                 .into_iter()
-                .map(peek_message)
+                .map(|r| peek_message(r.get()))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Messages { batch: true, items })
         }
+        // One message: read in a single pass over the body, which must be an object.
+        Some(b'{') => Ok(Messages {
+            batch: false,
+            items: vec![peek_message(
+                text.trim_matches(|c: char| c.is_ascii_whitespace()),
+            )?],
+        }),
         _ => {
-            let raw: &RawValue = serde_json::from_str(text).map_err(parse)?;
-            if first_byte(raw.get()) != Some(b'{') {
-                return Err(shape());
-            }
-            Ok(Messages {
-                batch: false,
-                items: vec![peek_message(raw)?],
-            })
+            // Not an object or array: say whether it is broken JSON or well-formed but not a message.
+            serde_json::from_str::<IgnoredAny>(text).map_err(parse)?;
+            Err(shape())
         }
     }
 }
@@ -242,15 +303,15 @@ pub fn parse_messages(body: &[u8]) -> Result<Messages<'_>, BodyError> {
 /// The body that forwards `items`: a single message as itself, several as a batch of their own texts.
 pub fn join(items: &[&Message<'_>], batch: bool) -> Vec<u8> {
     if let ([one], false) = (items, batch) {
-        return one.raw.get().as_bytes().to_vec();
+        return one.raw.as_bytes().to_vec();
     }
-    let mut o = Vec::with_capacity(items.iter().map(|m| m.raw.get().len() + 1).sum::<usize>() + 2);
+    let mut o = Vec::with_capacity(items.iter().map(|m| m.raw.len() + 1).sum::<usize>() + 2);
     o.push(b'[');
     for (i, m) in items.iter().enumerate() {
         if i > 0 {
             o.push(b',');
         }
-        o.extend_from_slice(m.raw.get().as_bytes());
+        o.extend_from_slice(m.raw.as_bytes());
     }
     o.push(b']');
     o
@@ -356,6 +417,22 @@ mod tests {
             parse(br#"[{"id":1,"params":{"name":"a","name":"b"}}]"#),
             Err("invalid")
         );
+        // SECURITY: a member name is compared decoded, so an escaped spelling is the same member.
+        assert_eq!(
+            parse(br#"{"id":1,"method":"tools/call","params":{"name":"github.get_issue","na\u006de":"github.delete_repo"}}"#),
+            Err("invalid")
+        );
+        let escaped =
+            parse_messages(br#"{"id":1,"method":"tools/call","params":{"n\u0061me":"x.y"}}"#)
+                .unwrap();
+        assert_eq!(escaped.items[0].name(), Some("x.y"));
+        // Broken JSON anywhere in a single message is a parse error, also after valid members.
+        assert_eq!(
+            parse(br#"{"id":1,"method":"tools/call","params":{"name":"a"},}"#),
+            Err("parse")
+        );
+        assert_eq!(parse(br#"{"id":1} {"id":2}"#), Err("parse"));
+        assert_eq!(parse(b"  nul"), Err("parse"));
     }
 
     #[test]

@@ -169,11 +169,30 @@ struct PeekResult {
     tools: Option<IgnoredAny>,
 }
 
+/// The peeked messages of one body: one (the common case, kept off the heap) or a batch.
+enum Peeks {
+    One(Peek),
+    Batch(Vec<Peek>),
+}
+
+impl std::ops::Deref for Peeks {
+    type Target = [Peek];
+
+    fn deref(&self) -> &[Peek] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::Batch(v) => v,
+        }
+    }
+}
+
 /// Peek at a JSON message or batch; `None` if it is not one.
-fn peek(b: &[u8]) -> Option<Vec<Peek>> {
+fn peek(b: &[u8]) -> Option<Peeks> {
     match b.iter().find(|c| !c.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice::<Peek>(b).ok().map(|p| vec![p]),
-        Some(b'[') => serde_json::from_slice::<Vec<Peek>>(b).ok(),
+        Some(b'{') => serde_json::from_slice::<Peek>(b).ok().map(Peeks::One),
+        Some(b'[') => serde_json::from_slice::<Vec<Peek>>(b)
+            .ok()
+            .map(Peeks::Batch),
         _ => None,
     }
 }

@@ -149,13 +149,14 @@ impl Upstream {
     }
 
     /// Send a request (absolute URI) and wait for response headers, connecting if no pooled connection
-    /// is usable.
+    /// is usable. `host` is the URI's authority as a header value, sent as `Host` on HTTP/1.1.
     ///
     /// # Errors
     /// Classified failure.
     pub async fn send(
         &self,
         req: Request<Full<Bytes>>,
+        host: &HeaderValue,
         timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let key = match (req.uri().scheme(), req.uri().authority()) {
@@ -169,40 +170,55 @@ impl Upstream {
                 ));
             }
         };
-        match tokio::time::timeout(timeout, self.exchange(key, req)).await {
+        // Boxed: the exchange's state (request, connection, hyper's send) is the bulk of a proxied
+        // request's future; on the heap it is written once instead of being moved with every enclosing
+        // future (the gateway's stages, hyper's dispatcher).
+        match tokio::time::timeout(timeout, Box::pin(self.exchange(key, host, req))).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(r) => r,
         }
     }
 
+    /// Stage exchange: a pooled connection if one is usable, else a new one; an HTTP/1.1 request that a
+    /// pooled connection closed on before sending it gets one fresh attempt.
+    ///
+    /// One await per protocol: every await of a sub-future reserves its own room in this future, which
+    /// the gateway's request future embeds and moves, so the shape here is also a matter of speed.
     async fn exchange(
         &self,
         key: Key,
+        host: &HeaderValue,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut req = req;
-        match self.pool.checkout(&key) {
-            Some(Checkout::H2(tx)) => return send_h2(tx, req).await,
-            Some(Checkout::H1(h1)) => match send_h1(h1, &key, req).await {
+        let mut pooled = self.pool.checkout(&key);
+        loop {
+            let fresh = pooled.is_none();
+            let h1 = match pooled.take() {
+                Some(Checkout::H2(tx)) => return send_h2(tx, req).await,
+                Some(Checkout::H1(h1)) => h1,
+                // Boxed: the connect state (TCP, then a TLS handshake) is large and needed only for a
+                // new connection; inline, every pooled exchange's future would carry (and move) it.
+                None => match Box::pin(self.connect(&key)).await? {
+                    Fresh::H2(tx) => {
+                        self.pool.put_h2(key.clone(), tx.clone());
+                        pooled = Some(Checkout::H2(tx));
+                        continue;
+                    }
+                    Fresh::H1(h1) => h1,
+                },
+            };
+            match send_h1(h1, host, req).await {
                 H1Outcome::Response(r, h1) => return Ok(self.pooled(r, h1, key)),
                 H1Outcome::Failed(e) => return Err(e),
+                H1Outcome::NotSent(_) if fresh => {
+                    return Err(UpstreamError::Protocol(
+                        "connection closed before the request was sent".into(),
+                    ));
+                }
                 // The server closed the idle connection just as it was reused: one fresh attempt.
                 H1Outcome::NotSent(r) => req = r,
-            },
-            None => {}
-        }
-        match self.connect(&key).await? {
-            Fresh::H2(tx) => {
-                self.pool.put_h2(key, tx.clone());
-                send_h2(tx, req).await
             }
-            Fresh::H1(h1) => match send_h1(h1, &key, req).await {
-                H1Outcome::Response(r, h1) => Ok(self.pooled(r, h1, key)),
-                H1Outcome::Failed(e) => Err(e),
-                H1Outcome::NotSent(_) => Err(UpstreamError::Protocol(
-                    "connection closed before the request was sent".into(),
-                )),
-            },
         }
     }
 
@@ -268,21 +284,14 @@ impl Upstream {
 
 /// Send on an HTTP/1.1 connection, driving it in this task until the response head arrives. The
 /// request goes in origin form with `Host` set to the endpoint's authority.
-async fn send_h1(mut h1: H1, key: &Key, mut req: Request<Full<Bytes>>) -> H1Outcome {
+async fn send_h1(mut h1: H1, host: &HeaderValue, mut req: Request<Full<Bytes>>) -> H1Outcome {
     let path = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(path);
-    match HeaderValue::from_str(key.authority.as_str()) {
-        Ok(v) => {
-            req.headers_mut().insert(header::HOST, v);
-        }
-        Err(_) => {
-            return H1Outcome::Failed(UpstreamError::Protocol("invalid authority".into()));
-        }
-    }
+    req.headers_mut().insert(header::HOST, host.clone());
     let mut sent = pin!(h1.tx.try_send_request(req));
     let result = poll_fn(|cx| {
         h1.drive(cx);
