@@ -308,7 +308,9 @@ impl Builders {
             let request = InFlight::start(&a);
             let gateway = gateway.clone();
             async move {
-                let resp = gateway.handle(req, peer).await;
+                // Boxed: hyper moves the service future into its dispatcher per request; a pointer
+                // moves instead of the whole request state machine (a few KB).
+                let resp = Box::pin(gateway.handle(req, peer)).await;
                 Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
                     inner,
                     _request: request,

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -494,8 +495,15 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let limited = Limited::new(body, gw.max_body_bytes);
-    match tokio::time::timeout(gw.client_timeout, limited.collect()).await {
+    let mut collect = std::pin::pin!(Limited::new(body, gw.max_body_bytes).collect());
+    // The body usually came with the head: then no timer is set up (a clock read and a timer-wheel
+    // entry per request) just to be cancelled.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(r) => Ok(r),
+        Poll::Pending => tokio::time::timeout(gw.client_timeout, collect).await,
+    };
+    match read {
         Err(_) => Err(respond::error(
             StatusCode::REQUEST_TIMEOUT,
             Value::Null,
