@@ -40,6 +40,79 @@ pub struct ServeOptions {
     pub grace: Duration,
 }
 
+/// Open gateway connections per worker, so that new connections go to the least loaded one.
+///
+/// Every worker accepts from the same listening socket, and whichever is awake when a burst of
+/// connections arrives would take them all (measured: one worker with every connection, the other idle).
+/// A worker therefore accepts only while it holds at most one connection more than the least loaded
+/// worker. The least loaded one always may, so a waiting connection is never left unaccepted.
+pub struct Balance {
+    open: Vec<AtomicUsize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Balance {
+    /// Counters for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            open: (0..workers.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Whether worker `me` may accept now.
+    fn may_accept(&self, me: usize) -> bool {
+        let mine = self.open.get(me).map_or(0, |c| c.load(Ordering::Relaxed));
+        let least = self
+            .open
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        mine <= least + 1
+    }
+
+    /// Wait until worker `me` may accept.
+    async fn turn(&self, me: usize) {
+        loop {
+            // Created before the check: `notify_waiters` reaches it even before it is first polled.
+            let changed = self.changed.notified();
+            if self.may_accept(me) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Count a connection on worker `me` until the returned guard drops.
+    fn open(self: &Arc<Self>, me: usize) -> OpenConnection {
+        if let Some(c) = self.open.get(me) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        // A worker waiting for its turn may now be within one of the least loaded.
+        self.changed.notify_waiters();
+        OpenConnection {
+            balance: self.clone(),
+            me,
+        }
+    }
+}
+
+/// One counted connection of a worker.
+struct OpenConnection {
+    balance: Arc<Balance>,
+    me: usize,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(c) = self.balance.open.get(self.me) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.balance.changed.notify_waiters();
+    }
+}
+
 /// Serve the gateway with `workers` threads, each running a single-threaded runtime with its own accept
 /// loop (on a duplicate of the listening socket) and its own upstream connection pool, until `shutdown`
 /// resolves; then every worker drains.
@@ -63,6 +136,7 @@ pub async fn serve_workers(
         }
     };
     let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let balance = Arc::new(Balance::new(workers.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut done = Vec::new();
     for i in 0..workers.max(1) {
@@ -75,6 +149,7 @@ pub async fn serve_workers(
         };
         let (state, opts, limit, mut stop) =
             (state.clone(), opts.clone(), limit.clone(), stop_rx.clone());
+        let share = (balance.clone(), i);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("mcp-hub-w{i}"))
@@ -98,7 +173,7 @@ pub async fn serve_workers(
                         }
                     };
                     let gateway = Arc::new(Gateway::new(state));
-                    serve(listener, gateway, opts, limit, async move {
+                    serve(listener, gateway, opts, limit, share, async move {
                         let _ = stop.wait_for(|v| *v).await;
                     })
                     .await;
@@ -149,26 +224,37 @@ pub async fn accept<F: Future<Output = ()>>(
     }
 }
 
-/// Serve the gateway on `listener` until `shutdown` resolves, then drain.
+/// Serve the gateway on `listener` as worker `share.1` of `share.0` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     opts: ServeOptions,
     limit: Arc<Semaphore>,
+    share: (Arc<Balance>, usize),
     shutdown: impl Future<Output = ()>,
 ) {
+    let (balance, me) = share;
     let acceptor = TlsAcceptor::from(opts.tls.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    while let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await {
+    loop {
+        tokio::select! {
+            () = shutdown.as_mut() => break,
+            () = balance.turn(me) => {}
+        }
+        let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await else {
+            break;
+        };
+        let counted = balance.open(me);
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
         let (stop, open) = (stop_rx.clone(), open_tx.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
+            let _counted = counted;
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             {
                 Ok(Ok(s)) => s,
@@ -377,5 +463,41 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_go_to_the_least_loaded_worker() {
+        let b = Arc::new(Balance::new(2));
+        assert!(b.may_accept(0) && b.may_accept(1));
+        let first = b.open(0);
+        let _second = b.open(0);
+        // The least loaded worker may always accept, so no connection waits
+        // for a worker that is not allowed to take it.
+        assert!(!b.may_accept(0), "two ahead of the idle worker");
+        assert!(b.may_accept(1));
+        // A waiting worker is released as soon as the counts allow it, by a close or by the other
+        // worker's accept.
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.turn(0).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let _other = b.open(1);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("released by the other worker's accept")
+            .expect("joined");
+        drop(first);
+        assert!(b.may_accept(0));
+        // One worker: always its turn.
+        let one = Arc::new(Balance::new(1));
+        let _held: Vec<_> = (0..5).map(|_| one.open(0)).collect();
+        assert!(one.may_accept(0));
     }
 }
