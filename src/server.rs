@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::task::AtomicWaker;
 
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
@@ -419,36 +421,102 @@ impl Builders {
 /// (checked every `idle / 2`, so an idle client is closed after 1 to 1.5 × `idle`; the check costs
 /// nothing per request). A client still quiet one check later is holding only a partial request head
 /// (slowloris), which a graceful close waits on forever: the connection is dropped.
+///
+/// The connection is polled on every wake of its task; the watchdog (timer and stop signal) only when
+/// one of those woke it. A `select!` over all three polled the timer and the stop signal on every read
+/// and write of every request.
 async fn supervise<C, E>(
     mut conn: Pin<&mut C>,
     shutdown: impl Fn(Pin<&mut C>),
     activity: &Activity,
     idle: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
+    let orders = AtomicU8::new(0);
+    let mut dog = std::pin::pin!(watchdog(activity, idle, stop, &orders));
+    let mut dog_done = false;
+    // Fired from the start, so the first poll arms the watchdog's timer and stop signal.
+    let flag = Arc::new(WatchdogWake {
+        fired: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
+    let dog_waker = Waker::from(flag.clone());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        flag.task.register(cx.waker());
+        if dog_done || !flag.fired.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        dog_done = dog
+            .as_mut()
+            .poll(&mut Context::from_waker(&dog_waker))
+            .is_ready();
+        let o = orders.swap(0, Ordering::AcqRel);
+        if o & CLOSE != 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if o & GRACEFUL != 0 {
+            shutdown(conn.as_mut());
+            // A graceful shutdown takes effect when the connection is next polled.
+            return conn.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Watchdog orders to the connection.
+const GRACEFUL: u8 = 1;
+const CLOSE: u8 = 2;
+
+/// The watchdog's waker: notes that the watchdog has something to see, then wakes the connection's task.
+struct WatchdogWake {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for WatchdogWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// Decide when a connection should finish (`GRACEFUL`) or be dropped (`CLOSE`); see [`supervise`]. Ends
+/// once the server stops (the drain's grace period takes over) or after ordering a close.
+async fn watchdog(
+    activity: &Activity,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+    orders: &AtomicU8,
+) {
     let period = (idle / 2).max(Duration::from_millis(10));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = activity.started.load(Ordering::Relaxed);
     let mut quiet_ticks = 0;
-    let mut stopping = false;
     let mut stop_armed = true;
     loop {
         tokio::select! {
             biased;
-            r = conn.as_mut() => return r,
             r = stop.wait_for(|s| *s), if stop_armed => {
                 stop_armed = false;
                 // A dropped sender only means nobody can stop this connection; the watchdog goes on.
                 if r.is_ok() {
-                    stopping = true;
-                    shutdown(conn.as_mut());
+                    orders.fetch_or(GRACEFUL, Ordering::AcqRel);
+                    return;
                 }
             }
-            _ = tick.tick(), if !stopping => {
+            _ = tick.tick() => {
                 let now = activity.started.load(Ordering::Relaxed);
                 if now != seen || activity.in_flight.load(Ordering::Relaxed) > 0 {
                     seen = now;
@@ -458,8 +526,13 @@ where
                 quiet_ticks += 1;
                 match quiet_ticks {
                     0 | 1 => {}
-                    2 => shutdown(conn.as_mut()),
-                    _ => return Ok(()),
+                    2 => {
+                        orders.fetch_or(GRACEFUL, Ordering::AcqRel);
+                    }
+                    _ => {
+                        orders.fetch_or(CLOSE, Ordering::AcqRel);
+                        return;
+                    }
                 }
             }
         }
