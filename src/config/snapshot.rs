@@ -97,7 +97,9 @@ pub struct Snapshot {
     pub devboxes: Devboxes,
     /// Issued tokens as loaded.
     pub tokens: Tokens,
-    bindings: HashMap<TokenId, Arc<Binding>>,
+    /// Looked up on every request. The ids are random and only the hub inserts them, so a fast
+    /// (randomly seeded) hash is enough; SipHash was a visible share of a call.
+    bindings: HashMap<TokenId, Arc<Binding>, foldhash::fast::RandomState>,
     session_key: [u8; 32],
 }
 
@@ -154,7 +156,7 @@ impl Snapshot {
     ) -> Result<Self, ConfigError> {
         let file = config.paths.devboxes_file.display().to_string();
         let mut issues = Vec::new();
-        let mut bindings = HashMap::new();
+        let mut bindings = HashMap::default();
         let mut devbox_by_addr = HashMap::new();
         for (i, d) in devboxes.list.iter().enumerate() {
             let policy = match &d.network_policy {
