@@ -50,15 +50,33 @@ pub struct ServeOptions {
 /// worker. The least loaded one always may, so a waiting connection is never left unaccepted.
 pub struct Balance {
     open: Vec<AtomicUsize>,
+    /// Workers that are accepting. One that failed to start (or has stopped) must not count as the
+    /// least loaded, or it would hold every other worker to one connection.
+    serving: Vec<AtomicBool>,
     changed: tokio::sync::Notify,
 }
 
 impl Balance {
-    /// Counters for `workers` workers.
+    /// Counters for `workers` workers, none serving yet.
     pub fn new(workers: usize) -> Self {
         Self {
             open: (0..workers.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            serving: (0..workers.max(1))
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Worker `me` takes part until the returned guard drops.
+    fn join(self: &Arc<Self>, me: usize) -> Serving {
+        if let Some(s) = self.serving.get(me) {
+            s.store(true, Ordering::Relaxed);
+        }
+        self.changed.notify_waiters();
+        Serving {
+            balance: self.clone(),
+            me,
         }
     }
 
@@ -68,9 +86,11 @@ impl Balance {
         let least = self
             .open
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .zip(&self.serving)
+            .filter(|(_, s)| s.load(Ordering::Relaxed))
+            .map(|(c, _)| c.load(Ordering::Relaxed))
             .min()
-            .unwrap_or(0);
+            .unwrap_or(mine);
         mine <= least + 1
     }
 
@@ -97,6 +117,21 @@ impl Balance {
             balance: self.clone(),
             me,
         }
+    }
+}
+
+/// A worker's membership in the balance.
+struct Serving {
+    balance: Arc<Balance>,
+    me: usize,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(s) = self.balance.serving.get(self.me) {
+            s.store(false, Ordering::Relaxed);
+        }
+        self.balance.changed.notify_waiters();
     }
 }
 
@@ -236,6 +271,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (balance, me) = share;
+    let _serving = balance.join(me);
     let acceptor = TlsAcceptor::from(opts.tls.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
@@ -546,6 +582,7 @@ mod tests {
     #[tokio::test]
     async fn connections_go_to_the_least_loaded_worker() {
         let b = Arc::new(Balance::new(2));
+        let (_w0, _w1) = (b.join(0), b.join(1));
         assert!(b.may_accept(0) && b.may_accept(1));
         let first = b.open(0);
         let _second = b.open(0);
@@ -570,7 +607,22 @@ mod tests {
         assert!(b.may_accept(0));
         // One worker: always its turn.
         let one = Arc::new(Balance::new(1));
+        let _w = one.join(0);
         let _held: Vec<_> = (0..5).map(|_| one.open(0)).collect();
         assert!(one.may_accept(0));
+    }
+
+    #[test]
+    fn a_worker_that_is_not_serving_holds_no_one_back() {
+        // Worker 1 never started (its thread or listener failed): worker 0 takes every connection.
+        let b = Arc::new(Balance::new(2));
+        let _w0 = b.join(0);
+        let _held: Vec<_> = (0..5).map(|_| b.open(0)).collect();
+        assert!(b.may_accept(0));
+        // Once worker 1 serves, worker 0 waits for it to catch up; once it stops, no longer.
+        let w1 = b.join(1);
+        assert!(!b.may_accept(0));
+        drop(w1);
+        assert!(b.may_accept(0));
     }
 }
