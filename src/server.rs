@@ -184,9 +184,13 @@ pub async fn serve_workers(
                 break;
             }
         };
-        let (state, opts, limit, mut stop) =
-            (state.clone(), opts.clone(), limit.clone(), stop_rx.clone());
-        let share = (balance.clone(), i);
+        let (state, opts, limit, balance, mut stop) = (
+            state.clone(),
+            opts.clone(),
+            limit.clone(),
+            balance.clone(),
+            stop_rx.clone(),
+        );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("mcp-hub-w{i}"))
@@ -210,7 +214,7 @@ pub async fn serve_workers(
                         }
                     };
                     let gateway = Arc::new(Gateway::new(state));
-                    serve(listener, gateway, opts, limit, share, async move {
+                    serve(listener, gateway, opts, limit, balance, i, async move {
                         let _ = stop.wait_for(|v| *v).await;
                     })
                     .await;
@@ -261,16 +265,16 @@ pub async fn accept<F: Future<Output = ()>>(
     }
 }
 
-/// Serve the gateway on `listener` as worker `share.1` of `share.0` until `shutdown` resolves, then drain.
+/// Serve the gateway on `listener` as worker `me` of `balance` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     opts: ServeOptions,
     limit: Arc<Semaphore>,
-    share: (Arc<Balance>, usize),
+    balance: Arc<Balance>,
+    me: usize,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (balance, me) = share;
     let _serving = balance.join(me);
     let acceptor = TlsAcceptor::from(opts.tls.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -586,8 +590,8 @@ mod tests {
         assert!(b.may_accept(0) && b.may_accept(1));
         let first = b.open(0);
         let _second = b.open(0);
-        // The least loaded worker may always accept, so no connection waits
-        // for a worker that is not allowed to take it.
+        // The least loaded worker may always accept, so no connection waits for a worker that is
+        // not allowed to take it.
         assert!(!b.may_accept(0), "two ahead of the idle worker");
         assert!(b.may_accept(1));
         // A waiting worker is released as soon as the counts allow it, by a close or by the other

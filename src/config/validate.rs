@@ -261,11 +261,12 @@ pub fn derived_id(name: &str) -> String {
     format!("mcp_{hex}")
 }
 
-/// Validate an upstream endpoint URL.
+/// Validate an upstream endpoint URL. Also returns its `Host` header value (the authority), built here
+/// once per config rather than per request.
 ///
 /// # Errors
 /// A message saying what is wrong and how to fix it.
-pub fn endpoint(s: &str) -> Result<Uri, String> {
+pub fn endpoint(s: &str) -> Result<(Uri, HeaderValue), String> {
     let uri: Uri = s
         .parse()
         .map_err(|_| "not a URL; e.g. \"https://mcp.example.com/mcp\"".to_string())?;
@@ -280,13 +281,11 @@ pub fn endpoint(s: &str) -> Result<Uri, String> {
         // SECURITY: credentials belong in the secret store, not in a URL that gets logged.
         return Err("must not contain user:password@; store the credential as a secret".into());
     }
-    Ok(uri)
-}
-
-/// The `Host` header for requests to a validated endpoint: its authority, built once per config rather
-/// than per request.
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    HeaderValue::from_str(uri.authority()?.as_str()).ok()
+    let host = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .ok_or("has no valid host")?;
+    Ok((uri, host))
 }
 
 /// Validate a credential header name and value template.
@@ -377,16 +376,7 @@ pub(crate) fn mcp_configs(
             ok = false;
         }
         let endpoint = match endpoint(&r.endpoint) {
-            Ok(u) => match host_header(&u) {
-                Some(h) => Some((u, h)),
-                None => {
-                    issues.push(
-                        at("endpoint"),
-                        format!("{:?}: has no valid host", r.endpoint),
-                    );
-                    None
-                }
-            },
+            Ok(e) => Some(e),
             Err(m) => {
                 issues.push(at("endpoint"), format!("{:?}: {m}", r.endpoint));
                 None
