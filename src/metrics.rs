@@ -2,17 +2,17 @@
 //!
 //! A small registry (families of labelled series; updates are a map lookup and an add) fed from the same
 //! events as the audit log, so every audited decision is also counted. Updates sit on the request path,
-//! so they allocate nothing once a series exists (the label set is rendered into a reused per-thread
-//! buffer and looked up by `&str`), and they share no memory between threads: each thread counts into
-//! its own shard, whose lock only `/metrics` ever contends for, and a scrape sums the shards. (One shared
-//! registry made the gateway workers take turns on one lock and one set of cache lines twice per call.)
+//! so they allocate nothing once a series exists (a label set is found by its fingerprint and compared
+//! part by part; it is rendered as text only by a scrape), and they share no memory between threads:
+//! each thread counts into its own shard, whose lock only `/metrics` ever contends for, and a scrape
+//! sums the shards. (One shared registry made the gateway workers take turns on one lock and one set of
+//! cache lines twice per call.)
 //! SECURITY/ops: label values never come from unbounded agent input. A tool name is a label only when the
 //! upstream answered the call successfully (so the tool exists); denied calls and calls the upstream
 //! refused (an agent can invent names under `allowed_tools = ["*"]`) count under `tool=""`. Each family
 //! is also capped at `MAX_SERIES`, beyond which new label sets fold into one overflow series.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -21,11 +21,86 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// A series' label set as stored: names are literals, values owned.
+type Labels = Box<[(&'static str, Box<str>)]>;
+
 #[derive(Clone)]
 struct Family {
     help: &'static str,
     kind: &'static str,
-    series: BTreeMap<String, Series>,
+    /// Series by the fingerprint of their label set. A list holds more than one series only when two
+    /// label sets share a fingerprint; labels are always compared in full.
+    series: HashMap<u64, Vec<(Labels, Series)>, foldhash::fast::RandomState>,
+    /// Number of series, the overflow series not counted.
+    len: usize,
+}
+
+impl Family {
+    fn new(help: &'static str, kind: &'static str) -> Self {
+        Self {
+            help,
+            kind,
+            series: HashMap::default(),
+            len: 0,
+        }
+    }
+
+    /// The series for `l`, created with `init` if new, or the overflow series once the family is full.
+    /// Looked up by fingerprint and compared part by part: nothing is rendered or allocated once the
+    /// series exists.
+    fn series_mut(
+        &mut self,
+        l: &[(&'static str, &str)],
+        init: impl FnOnce() -> Series,
+    ) -> &mut Series {
+        let mut fp = fingerprint(l);
+        let mut l = l;
+        if self.len >= MAX_SERIES && self.series.get(&fp).is_none_or(|v| find(v, l).is_none()) {
+            (fp, l) = (fingerprint(OVERFLOW), OVERFLOW);
+        }
+        let list = self.series.entry(fp).or_default();
+        let i = match find(list, l) {
+            Some(i) => i,
+            None => {
+                let owned = l.iter().map(|(k, v)| (*k, Box::from(*v))).collect();
+                list.push((owned, init()));
+                // The overflow series is over and above the cap, however a merge meets it.
+                if l != OVERFLOW {
+                    self.len += 1;
+                }
+                list.len() - 1
+            }
+        };
+        &mut list[i].1
+    }
+}
+
+/// Position of the series labelled exactly `l` in a fingerprint's list.
+fn find(list: &[(Labels, Series)], l: &[(&str, &str)]) -> Option<usize> {
+    list.iter().position(|(stored, _)| {
+        stored.len() == l.len()
+            && stored
+                .iter()
+                .zip(l)
+                .all(|((a, b), (c, d))| same_name(a, c) && **b == **d)
+    })
+}
+
+/// Label names are literals: usually the very same one, found without comparing bytes.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
+/// A label set's fingerprint, over its values (names are fixed per family, and compared by [`find`]).
+/// The seed is fixed so every thread's shard agrees when a scrape merges them.
+fn fingerprint(l: &[(&str, &str)]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x6d63_705f_6875_6221).build_hasher();
+    for (_, v) in l {
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
 }
 
 /// One labelled series: a value (counter, gauge) or a histogram's buckets.
@@ -40,6 +115,22 @@ enum Series {
 }
 
 impl Series {
+    fn histogram() -> Self {
+        Series::Histogram {
+            buckets: [0; LATENCY_BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// A zero series of the same kind.
+    fn empty_like(&self) -> Self {
+        match self {
+            Series::Value(_) => Series::Value(0.0),
+            Series::Histogram { .. } => Series::histogram(),
+        }
+    }
+
     /// Fold another shard's count of the same series into this one.
     fn merge(&mut self, other: &Series) {
         match (self, other) {
@@ -69,12 +160,12 @@ impl Series {
 }
 
 /// Families by name.
-type Registry = BTreeMap<&'static str, Family>;
+type Registry = HashMap<&'static str, Family, foldhash::fast::RandomState>;
 
 /// Series per family before new label sets fold into [`OVERFLOW`].
 const MAX_SERIES: usize = 2_000;
 /// The label set that absorbs updates once a family is full.
-const OVERFLOW: &str = "{overflow=\"true\"}";
+const OVERFLOW: &[(&str, &str)] = &[("overflow", "true")];
 
 /// Every thread's shard, and the counts of threads that have ended (counters never go back).
 #[derive(Default)]
@@ -94,7 +185,7 @@ struct Shard(Arc<Mutex<Registry>>);
 
 impl Shard {
     fn register() -> Self {
-        let s = Arc::new(Mutex::new(Registry::new()));
+        let s = Arc::new(Mutex::new(Registry::default()));
         lock(&SHARDS).live.push(s.clone());
         Self(s)
     }
@@ -112,40 +203,19 @@ impl Drop for Shard {
 }
 
 thread_local! {
-    /// Reused buffer the label set of an update is rendered into.
-    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
     /// This thread's counts.
     static SHARD: Shard = Shard::register();
-}
-
-/// The key a new label set is stored under: itself, or the overflow series once the family is full.
-fn new_key(family: &Family, key: &str) -> String {
-    if family.series.len() < MAX_SERIES {
-        key.to_string()
-    } else {
-        OVERFLOW.to_string()
-    }
 }
 
 /// Add every series of `from` into `into`.
 fn merge_into(into: &mut Registry, from: &Registry) {
     for (name, f) in from {
-        let family = into.entry(name).or_insert_with(|| Family {
-            help: f.help,
-            kind: f.kind,
-            series: BTreeMap::new(),
-        });
-        for (key, s) in &f.series {
-            if let Some(t) = family.series.get_mut(key) {
-                t.merge(s);
-                continue;
-            }
-            let key = new_key(family, key);
-            family
-                .series
-                .entry(key)
-                .and_modify(|t| t.merge(s))
-                .or_insert_with(|| s.clone());
+        let family = into
+            .entry(name)
+            .or_insert_with(|| Family::new(f.help, f.kind));
+        for (labels, s) in f.series.values().flatten() {
+            let l: Vec<(&'static str, &str)> = labels.iter().map(|(k, v)| (*k, &**v)).collect();
+            family.series_mut(&l, || s.empty_like()).merge(s);
         }
     }
 }
@@ -166,11 +236,11 @@ fn push_escaped(o: &mut String, v: &str) {
     }
 }
 
-/// Render `{k="v",...}` (empty without labels) into `o`.
-fn render_labels(o: &mut String, l: &[(&str, &str)]) {
-    o.clear();
+/// Render `{k="v",...}` (empty without labels).
+fn render_labels(l: &Labels) -> String {
+    let mut o = String::new();
     if l.is_empty() {
-        return;
+        return o;
     }
     o.push('{');
     for (i, (k, v)) in l.iter().enumerate() {
@@ -179,10 +249,11 @@ fn render_labels(o: &mut String, l: &[(&str, &str)]) {
         }
         o.push_str(k);
         o.push_str("=\"");
-        push_escaped(o, v);
+        push_escaped(&mut o, v);
         o.push('"');
     }
     o.push('}');
+    o
 }
 
 /// Run `f` on the series for `l` in family `name` in this thread's shard, creating both with `init` as
@@ -191,39 +262,34 @@ fn with_series(
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    l: &[(&str, &str)],
+    l: &[(&'static str, &str)],
     init: fn() -> Series,
     f: impl FnOnce(&mut Series),
 ) {
-    let update = |key: &str, r: &mut Registry| {
-        let family = r.entry(name).or_insert_with(|| Family {
-            help,
-            kind,
-            series: BTreeMap::new(),
-        });
-        if let Some(s) = family.series.get_mut(key) {
-            return f(s);
-        }
-        let key = new_key(family, key);
-        f(family.series.entry(key).or_insert_with(init));
+    let update = |r: &mut Registry| {
+        let family = r.entry(name).or_insert_with(|| Family::new(help, kind));
+        f(family.series_mut(l, init));
     };
-    KEY.with_borrow_mut(|key| {
-        render_labels(key, l);
-        let mut update = Some(update);
-        let _ = SHARD.try_with(|s| {
-            if let Some(u) = update.take() {
-                u(key, &mut lock(&s.0));
-            }
-        });
-        // A thread that is ending (its shard already gone) counts straight into the retired totals.
-        if let Some(u) = update {
-            u(key, &mut lock(&SHARDS).retired);
+    let mut update = Some(update);
+    let _ = SHARD.try_with(|s| {
+        if let Some(u) = update.take() {
+            u(&mut lock(&s.0));
         }
     });
+    // A thread that is ending (its shard already gone) counts straight into the retired totals.
+    if let Some(u) = update {
+        u(&mut lock(&SHARDS).retired);
+    }
 }
 
 /// Add `v` to a counter or gauge series.
-pub fn add(name: &'static str, help: &'static str, kind: &'static str, l: &[(&str, &str)], v: f64) {
+pub fn add(
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    l: &[(&'static str, &str)],
+    v: f64,
+) {
     with_series(
         name,
         help,
@@ -239,14 +305,9 @@ pub fn add(name: &'static str, help: &'static str, kind: &'static str, l: &[(&st
 }
 
 /// Record a latency observation in a histogram.
-pub fn observe(name: &'static str, help: &'static str, l: &[(&str, &str)], d: Duration) {
+pub fn observe(name: &'static str, help: &'static str, l: &[(&'static str, &str)], d: Duration) {
     let secs = d.as_secs_f64();
-    let init = || Series::Histogram {
-        buckets: [0; LATENCY_BUCKETS.len()],
-        sum: 0.0,
-        count: 0,
-    };
-    with_series(name, help, "histogram", l, init, |e| {
+    with_series(name, help, "histogram", l, Series::histogram, |e| {
         if let Series::Histogram {
             buckets,
             sum,
@@ -280,11 +341,20 @@ pub fn render() -> String {
         }
         r
     };
+    let mut families: Vec<_> = r.iter().collect();
+    families.sort_unstable_by_key(|(name, _)| **name);
     let mut o = String::new();
-    for (name, f) in &r {
+    for (name, f) in families {
         let _ = writeln!(o, "# HELP {name} {}", f.help);
         let _ = writeln!(o, "# TYPE {name} {}", f.kind);
-        for (k, s) in &f.series {
+        let mut series: Vec<(String, &Series)> = f
+            .series
+            .values()
+            .flatten()
+            .map(|(l, s)| (render_labels(l), s))
+            .collect();
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, s) in &series {
             match s {
                 Series::Value(v) => {
                     let _ = writeln!(o, "{name}{k} {v}");
