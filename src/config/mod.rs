@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Uri};
+use http::{HeaderName, Uri};
 use serde::de::DeserializeOwned;
 
 use crate::mcp::filter::ToolFilter;
@@ -133,8 +133,8 @@ pub struct McpConfig {
     pub name: String,
     /// The upstream MCP endpoint.
     pub endpoint: Uri,
-    /// `Host` for HTTP/1.1 requests to it (the endpoint's authority).
-    pub host: HeaderValue,
+    /// Where its connections go (the upstream pool's key and `Host`).
+    pub origin: Arc<crate::mcp::upstream::pool::Origin>,
     /// Which tools a devbox may see and call.
     pub allowed_tools: ToolFilter,
     /// Free text for operators.

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Uri};
+use http::{HeaderName, Uri};
 use sha2::{Digest, Sha256};
 
 use super::raw::{RawGateway, RawHub, RawMcpConfig};
 use super::{Config, ConfigIssue, CredentialPlacement, GatewaySettings, McpConfig, Paths};
 use crate::mcp::filter::ToolFilter;
+use crate::mcp::upstream::pool::Origin;
 
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: i64 = 1;
@@ -266,7 +267,7 @@ pub fn derived_id(name: &str) -> String {
 ///
 /// # Errors
 /// A message saying what is wrong and how to fix it.
-pub fn endpoint(s: &str) -> Result<(Uri, HeaderValue), String> {
+pub fn endpoint(s: &str) -> Result<(Uri, Arc<Origin>), String> {
     let uri: Uri = s
         .parse()
         .map_err(|_| "not a URL; e.g. \"https://mcp.example.com/mcp\"".to_string())?;
@@ -281,11 +282,8 @@ pub fn endpoint(s: &str) -> Result<(Uri, HeaderValue), String> {
         // SECURITY: credentials belong in the secret store, not in a URL that gets logged.
         return Err("must not contain user:password@; store the credential as a secret".into());
     }
-    let host = uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .ok_or("has no valid host")?;
-    Ok((uri, host))
+    let origin = Origin::of(&uri).ok_or("has no valid host")?;
+    Ok((uri, Arc::new(origin)))
 }
 
 /// Validate a credential header name and value template.
@@ -405,14 +403,14 @@ pub(crate) fn mcp_configs(
                 }
             },
         };
-        if let (true, Some((endpoint, host)), Some(allowed_tools), Some(credential)) =
+        if let (true, Some((endpoint, origin)), Some(allowed_tools), Some(credential)) =
             (ok, endpoint, filter, credential)
         {
             out.push(Arc::new(McpConfig {
                 id,
                 name: r.name,
                 endpoint,
-                host,
+                origin,
                 allowed_tools,
                 description: r.description.unwrap_or_default(),
                 create_time_ms: r.create_time_ms.unwrap_or(0),

@@ -31,8 +31,9 @@ use crate::config::{GatewaySettings, Snapshot};
 pub const MODERN_PROTOCOL: &str = "2026-07-28";
 
 /// Request headers copied to the upstream. Everything else (Authorization, Cookie, Origin, Host,
-/// forwarding headers) is dropped.
-const FORWARD_REQUEST_HEADERS: [HeaderName; 6] = [
+/// forwarding headers) is dropped. A `static`, not a `const`: a const array of header names is built and
+/// dropped again at every use, which was once per header of every request.
+static FORWARD_REQUEST_HEADERS: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     mcp_headers::PROTOCOL_VERSION,
     mcp_headers::LAST_EVENT_ID,
@@ -71,6 +72,8 @@ struct Ctx {
     peer: SocketAddr,
     started: Instant,
     who: Who,
+    /// The client speaks 2026-07-28 or later (read once; several stages ask).
+    modern: bool,
 }
 
 impl Gateway {
@@ -120,6 +123,7 @@ impl Gateway {
             peer,
             started: Instant::now(),
             who,
+            modern: is_modern(req.headers()),
         };
         let gw = &ctx.snap.config.gateway;
         if !authority_matches(gw, &req) {
@@ -213,7 +217,7 @@ impl Gateway {
             }
         };
         let batch = msgs.batch;
-        if let Err(m) = check_metadata_headers(&parts.headers, &msgs) {
+        if let Err(m) = check_metadata_headers(&parts.headers, ctx.modern, &msgs) {
             audit::denial(ctx.peer, Some(&ctx.who), "header_mismatch", 400);
             let id = if batch {
                 Value::Null
@@ -347,7 +351,7 @@ impl Gateway {
             }
         };
         match client
-            .send(req, &binding.config.host, gw.upstream_response_timeout)
+            .send(req, &binding.config.origin, gw.upstream_response_timeout)
             .await
         {
             Err(e) => upstream_failure(&ctx, &local, &e, server),
@@ -356,7 +360,7 @@ impl Gateway {
                 let rc = RelayCtx {
                     binding: ctx.binding.clone(),
                     session_key: *ctx.snap.session_key(),
-                    modern: is_modern(headers),
+                    modern: ctx.modern,
                     max_response_bytes: gw.max_response_bytes,
                     who: ctx.who.clone(),
                     started: ctx.started,
@@ -435,13 +439,17 @@ fn authenticate<B>(
 /// gateway host. Absent authority is accepted (HTTP/1.0 clients).
 fn authority_matches<B>(gw: &GatewaySettings, req: &Request<B>) -> bool {
     let same = |a: &str| {
-        crate::policy::host::split_host_port(a, 0).is_some_and(|(h, _)| {
-            let h = h
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .trim_end_matches('.');
-            h.eq_ignore_ascii_case(&gw.host)
-        })
+        // Usually exactly the authority of `RL_MCP_URL`; otherwise the host part decides.
+        gw.url
+            .authority()
+            .is_some_and(|u| u.as_str().eq_ignore_ascii_case(a))
+            || crate::policy::host::split_host_port(a, 0).is_some_and(|(h, _)| {
+                let h = h
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .trim_end_matches('.');
+                h.eq_ignore_ascii_case(&gw.host)
+            })
     };
     let uri_ok = req.uri().host().is_none_or(same);
     let host_ok = req
@@ -547,8 +555,7 @@ fn decode_header_value(v: &str) -> Option<String> {
 /// Stage: the 2026-07-28 request metadata headers must agree with the body. Where they are present on an
 /// older revision they must agree too; they are required only on the modern revision.
 /// SECURITY: enforcement always uses the body; a mismatch means some component could be misled.
-fn check_metadata_headers(h: &HeaderMap, msgs: &Messages<'_>) -> Result<(), String> {
-    let modern = is_modern(h);
+fn check_metadata_headers(h: &HeaderMap, modern: bool, msgs: &Messages<'_>) -> Result<(), String> {
     if modern && msgs.batch {
         return Err(
             "Header mismatch: JSON-RPC batches are not allowed in protocol 2026-07-28".into(),

@@ -27,8 +27,8 @@ use super::sse::{self, EventSplitter};
 use crate::audit::{self, Verdict, Who};
 use crate::config::snapshot::Binding;
 
-/// Response headers copied from the upstream.
-const FORWARD_RESPONSE_HEADERS: [HeaderName; 6] = [
+/// Response headers copied from the upstream (a `static`: see the gateway's request header list).
+static FORWARD_RESPONSE_HEADERS: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     header::CACHE_CONTROL,
     mcp_headers::X_ACCEL_BUFFERING,
@@ -285,7 +285,8 @@ pub async fn respond(
         );
     }
     let headers = response_headers(&rc, &parts.headers);
-    if parts.status.is_success() && content_type(&parts.headers).starts_with("text/event-stream") {
+    let ct = content_type(&parts.headers);
+    if parts.status.is_success() && ct.starts_with("text/event-stream") {
         let mut prefix = VecDeque::new();
         for r in &local.responses {
             if let Ok(b) = serde_json::to_vec(r) {
@@ -335,7 +336,7 @@ pub async fn respond(
     };
     let mut status = parts.status;
     let mut headers = headers;
-    let is_json = content_type(&parts.headers).starts_with("application/json");
+    let is_json = ct.starts_with("application/json");
     let peeked = if is_json { peek(&bytes) } else { None };
     let body = match peeked {
         Some(peeks) => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use self::io::Io;
-use self::pool::{Checkout, H1, Key, Pool, UpstreamBody};
+use self::pool::{Checkout, H1, Origin, Pool, UpstreamBody};
 use crate::config::GatewaySettings;
 use crate::tls::TlsError;
 
@@ -148,32 +148,21 @@ impl Upstream {
         })
     }
 
-    /// Send a request (absolute URI) and wait for response headers, connecting if no pooled connection
-    /// is usable. `host` is the URI's authority as a header value, sent as `Host` on HTTP/1.1.
+    /// Send a request (absolute URI, at `origin`) and wait for response headers, connecting if no
+    /// pooled connection is usable.
     ///
     /// # Errors
     /// Classified failure.
     pub async fn send(
         &self,
         req: Request<Full<Bytes>>,
-        host: &HeaderValue,
+        origin: &Arc<Origin>,
         timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let key = match (req.uri().scheme(), req.uri().authority()) {
-            (Some(s), Some(a)) => Key {
-                https: *s == Scheme::HTTPS,
-                authority: a.clone(),
-            },
-            _ => {
-                return Err(UpstreamError::Protocol(
-                    "endpoint is not an absolute URL".into(),
-                ));
-            }
-        };
         // Boxed: the exchange's state (request, connection, hyper's send) is the bulk of a proxied
         // request's future; on the heap it is written once instead of being moved with every enclosing
         // future (the gateway's stages, hyper's dispatcher).
-        match tokio::time::timeout(timeout, Box::pin(self.exchange(key, host, req))).await {
+        match tokio::time::timeout(timeout, Box::pin(self.exchange(origin.clone(), req))).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(r) => r,
         }
@@ -186,8 +175,7 @@ impl Upstream {
     /// the gateway's request future embeds and moves, so the shape here is also a matter of speed.
     async fn exchange(
         &self,
-        key: Key,
-        host: &HeaderValue,
+        key: Arc<Origin>,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut req = req;
@@ -208,7 +196,7 @@ impl Upstream {
                     Fresh::H1(h1) => h1,
                 },
             };
-            match send_h1(h1, host, req).await {
+            match send_h1(h1, &key.host_header, req).await {
                 H1Outcome::Response(r, h1) => return Ok(self.pooled(r, h1, key)),
                 H1Outcome::Failed(e) => return Err(e),
                 H1Outcome::NotSent(_) if fresh => {
@@ -222,21 +210,13 @@ impl Upstream {
         }
     }
 
-    fn pooled(&self, r: Response<Incoming>, h1: H1, key: Key) -> Response<UpstreamBody> {
+    fn pooled(&self, r: Response<Incoming>, h1: H1, key: Arc<Origin>) -> Response<UpstreamBody> {
         r.map(|b| UpstreamBody::pooled(b, h1, self.pool.clone(), key))
     }
 
     /// Stage connect: TCP (bounded by the connect timeout), then TLS with ALPN for `https`.
-    async fn connect(&self, key: &Key) -> Result<Fresh, UpstreamError> {
-        let host = key
-            .authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = key
-            .authority
-            .port_u16()
-            .unwrap_or(if key.https { 443 } else { 80 });
+    async fn connect(&self, key: &Origin) -> Result<Fresh, UpstreamError> {
+        let (host, port) = (&*key.host, key.port);
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
         {

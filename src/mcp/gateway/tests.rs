@@ -70,21 +70,18 @@ fn metadata_headers_table() {
             false,
         ),
     ];
+    // The revision is read from the headers once per request, as `handle` does.
+    let check =
+        |h: &HeaderMap, m: &jsonrpc::Messages<'_>| check_metadata_headers(h, is_modern(h), m);
     let body = call.to_string();
     let msgs = jsonrpc::parse_messages(body.as_bytes()).unwrap();
     for (h, ok) in cases {
-        assert_eq!(
-            check_metadata_headers(&headers(h), &msgs).is_ok(),
-            *ok,
-            "{h:?}"
-        );
+        assert_eq!(check(&headers(h), &msgs).is_ok(), *ok, "{h:?}");
     }
     let batch = json!([call.clone()]).to_string();
     let batch = jsonrpc::parse_messages(batch.as_bytes()).unwrap();
-    assert!(check_metadata_headers(&headers(&[("mcp-protocol-version", m)]), &batch).is_err());
-    assert!(
-        check_metadata_headers(&headers(&[("mcp-protocol-version", "2025-03-26")]), &batch).is_ok()
-    );
+    assert!(check(&headers(&[("mcp-protocol-version", m)]), &batch).is_err());
+    assert!(check(&headers(&[("mcp-protocol-version", "2025-03-26")]), &batch).is_ok());
 }
 
 #[test]

@@ -16,7 +16,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::Authority;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -33,13 +32,59 @@ pub const MAX_IDLE_PER_HOST: usize = 256;
 /// How often idle connections are checked for closure and age, so none lingers half-closed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Which pool an endpoint's connections live in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
+/// Where an upstream's connections go: scheme and authority, the pool's key. Built once per configured
+/// endpoint (at validation) and shared, so a request neither parses nor hashes an `Authority` byte by
+/// byte: the key is one lowercased string.
+#[derive(Debug)]
+pub struct Origin {
     /// TLS or not.
     pub https: bool,
-    /// Host and port as configured.
-    pub authority: Authority,
+    /// Lowercased `host[:port]`: what equality and hashing use.
+    key: Box<str>,
+    /// Host name or IP literal (no brackets), to connect to and to verify the certificate for.
+    pub host: Box<str>,
+    /// Port, the scheme's default if the endpoint names none.
+    pub port: u16,
+    /// `Host` for HTTP/1.1 requests: the endpoint's authority as written.
+    pub host_header: http::HeaderValue,
+}
+
+impl Origin {
+    /// The origin of an absolute http(s) URI; `None` for anything else.
+    pub fn of(uri: &http::Uri) -> Option<Self> {
+        let https = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        let a = uri.authority()?;
+        let host = a.host().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return None;
+        }
+        Some(Self {
+            https,
+            key: a.as_str().to_ascii_lowercase().into(),
+            host: host.into(),
+            port: a.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host_header: http::HeaderValue::from_str(a.as_str()).ok()?,
+        })
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, o: &Self) -> bool {
+        self.https == o.https && self.key == o.key
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.https.hash(h);
+        self.key.hash(h);
+    }
 }
 
 /// hyper's HTTP/1.1 client connection state machine over an upstream stream.
@@ -112,7 +157,7 @@ pub struct Pool {
     hosts: Mutex<Hosts>,
 }
 
-type Hosts = HashMap<Key, Host, foldhash::fast::RandomState>;
+type Hosts = HashMap<Arc<Origin>, Host, foldhash::fast::RandomState>;
 
 impl Pool {
     /// A pool whose idle connections are swept in the background while it lives.
@@ -131,7 +176,7 @@ impl Pool {
 
     /// A connection to `key` that can take a request now: the shared h2 one if open, else the most
     /// recently used idle HTTP/1.1 one that is still usable.
-    pub fn checkout(&self, key: &Key) -> Option<Checkout> {
+    pub fn checkout(&self, key: &Origin) -> Option<Checkout> {
         let mut hosts = self.hosts();
         let host = hosts.get_mut(key)?;
         if let Some(tx) = &host.h2 {
@@ -149,7 +194,7 @@ impl Pool {
     }
 
     /// Return an idle HTTP/1.1 connection.
-    pub fn put_h1(&self, key: Key, h1: H1) {
+    pub fn put_h1(&self, key: Arc<Origin>, h1: H1) {
         let now = Instant::now();
         let mut hosts = self.hosts();
         let host = hosts.entry(key).or_default();
@@ -166,7 +211,7 @@ impl Pool {
     }
 
     /// Share a new HTTP/2 connection.
-    pub fn put_h2(&self, key: Key, tx: http2::SendRequest<Full<Bytes>>) {
+    pub fn put_h2(&self, key: Arc<Origin>, tx: http2::SendRequest<Full<Bytes>>) {
         self.hosts().entry(key).or_default().h2 = Some(tx);
     }
 
@@ -201,7 +246,7 @@ async fn sweep_while_alive(pool: Weak<Pool>) {
 /// remainder would corrupt the next exchange).
 pub struct UpstreamBody {
     inner: Incoming,
-    conn: Option<(H1, Arc<Pool>, Key)>,
+    conn: Option<(H1, Arc<Pool>, Arc<Origin>)>,
 }
 
 impl UpstreamBody {
@@ -211,7 +256,7 @@ impl UpstreamBody {
     }
 
     /// A body that drives `h1` and returns it to `pool` at its end.
-    pub fn pooled(inner: Incoming, h1: H1, pool: Arc<Pool>, key: Key) -> Self {
+    pub fn pooled(inner: Incoming, h1: H1, pool: Arc<Pool>, key: Arc<Origin>) -> Self {
         Self {
             inner,
             conn: Some((h1, pool, key)),
