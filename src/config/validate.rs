@@ -262,8 +262,8 @@ pub fn derived_id(name: &str) -> String {
     format!("mcp_{hex}")
 }
 
-/// Validate an upstream endpoint URL. Also returns its `Host` header value (the authority), built here
-/// once per config rather than per request.
+/// Validate an upstream endpoint URL. Also returns its origin (the pool key, host, port and `Host`
+/// header value), built here once per config rather than per request.
 ///
 /// # Errors
 /// A message saying what is wrong and how to fix it.
