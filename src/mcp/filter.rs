@@ -8,8 +8,47 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 /// Compiled `allowed_tools` patterns of one MCP config.
 #[derive(Clone)]
 pub struct ToolFilter {
+    /// Patterns that are a plain name (`slack.post_message`), or a plain prefix and one final `*`
+    /// (`github.*`, `*`): decided by string comparison. Most configured patterns are one of these, and
+    /// globset's general matcher costs ~600 instructions per tool name (it first splits the name like a
+    /// path into base name and extension).
+    simple: Vec<Simple>,
+    /// Every other pattern, compiled together.
     set: GlobSet,
     patterns: Vec<String>,
+}
+
+/// A pattern with no glob syntax except possibly one trailing `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Simple {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Simple {
+    /// The simple form of `p`, if it has one. Any other metacharacter (`?`, `[`, `{`, `\\`, a second
+    /// `*`) or a `]`/`}` that globset might read specially leaves the pattern to globset.
+    fn of(p: &str) -> Option<Self> {
+        let (lit, prefix) = match p.strip_suffix('*') {
+            Some(l) => (l, true),
+            None => (p, false),
+        };
+        if lit.contains(['*', '?', '[', ']', '{', '}', '\\', ',']) {
+            return None;
+        }
+        Some(if prefix {
+            Self::Prefix(lit.to_string())
+        } else {
+            Self::Exact(lit.to_string())
+        })
+    }
+
+    fn matches(&self, tool: &str) -> bool {
+        match self {
+            Self::Exact(s) => tool == s,
+            Self::Prefix(s) => tool.starts_with(s.as_str()),
+        }
+    }
 }
 
 impl std::fmt::Debug for ToolFilter {
@@ -25,37 +64,50 @@ impl ToolFilter {
     /// An empty pattern or one globset cannot parse.
     pub fn new(patterns: &[String]) -> Result<Self, (usize, String)> {
         let mut b = GlobSetBuilder::new();
+        let mut simple = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
             if p.trim().is_empty() {
                 return Err((i, "pattern is empty; use \"*\" to allow every tool".into()));
             }
-            let g = GlobBuilder::new(p)
-                .case_insensitive(false)
-                .literal_separator(false)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| (i, format!("invalid glob: {}", e.kind())))?;
-            b.add(g);
+            let g = glob(p).map_err(|e| (i, format!("invalid glob: {}", e.kind())))?;
+            match Simple::of(p) {
+                Some(s) => simple.push(s),
+                None => {
+                    b.add(g);
+                }
+            }
         }
         let set = b
             .build()
             .map_err(|e| (0, format!("invalid glob set: {e}")))?;
         Ok(Self {
+            simple,
             set,
             patterns: patterns.to_vec(),
         })
     }
 
     /// SECURITY: the single decision for whether a tool exists for this binding. Default deny: an empty
-    /// pattern list allows nothing.
+    /// pattern list allows nothing. The simple patterns' string tests decide exactly as globset would
+    /// (checked against globset in the tests below).
     pub fn allows(&self, tool: &str) -> bool {
-        self.set.is_match(tool)
+        self.simple.iter().any(|s| s.matches(tool))
+            || (!self.set.is_empty() && self.set.is_match(tool))
     }
 
     /// The patterns as configured, for `mcp-config get` and docs.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
+}
+
+/// How every pattern is compiled: case-sensitive, `*` crossing `/`, backslash escapes.
+fn glob(p: &str) -> Result<globset::Glob, globset::Error> {
+    GlobBuilder::new(p)
+        .case_insensitive(false)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
 }
 
 #[cfg(test)]
@@ -100,6 +152,60 @@ mod tests {
         for (pats, tool, want) in cases {
             assert_eq!(f(pats).allows(tool), *want, "{pats:?} vs {tool}");
         }
+    }
+
+    /// SECURITY: the string fast path and globset agree on every pattern it takes, for names built from
+    /// the characters that matter (separators, dots, case, glob syntax, multi-byte text).
+    #[test]
+    fn simple_patterns_decide_exactly_as_globset() {
+        let patterns = [
+            "*",
+            "github.*",
+            "github.get_*",
+            "github.get_issue",
+            "a/b*",
+            "a.b",
+            "",
+            "x",
+            "é*",
+            "Git*",
+            "github.",
+            "github.get_issue*",
+        ];
+        let alphabet = [
+            "", "github", ".", "get_", "issue", "/", "a", "b", "é", "G", "*", "x",
+        ];
+        let mut names = vec![String::new()];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for n in &names {
+                for a in alphabet {
+                    next.push(format!("{n}{a}"));
+                }
+            }
+            names = next;
+        }
+        for p in patterns.iter().filter(|p| !p.is_empty()) {
+            let simple = Simple::of(p).unwrap_or_else(|| panic!("{p} is simple"));
+            let g = glob(p).unwrap().compile_matcher();
+            for n in &names {
+                assert_eq!(simple.matches(n), g.is_match(n), "pattern {p:?} name {n:?}");
+            }
+        }
+        for p in [
+            "a?c", "a[bc]", "{a,b}", "a\\*", "**", "a*b", "*a*", "a]b*", "a,b",
+        ] {
+            assert_eq!(Simple::of(p), None, "{p} goes to globset");
+        }
+    }
+
+    #[test]
+    fn mixed_simple_and_glob_patterns() {
+        let m = f(&["github.get_*", "slack.?ost_message"]);
+        assert!(m.allows("github.get_issue"));
+        assert!(m.allows("slack.post_message"));
+        assert!(!m.allows("slack.post_messages"));
+        assert!(!m.allows("github.create_issue"));
     }
 
     #[test]
