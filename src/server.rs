@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
-use crate::mcp::gateway::Gateway;
+use crate::mcp::gateway::{ConnAuth, Gateway};
 use crate::mcp::respond::{Body, BoxError};
 
 /// Time a client gets to complete the TLS handshake.
@@ -432,13 +432,15 @@ impl Builders {
         let idle = gateway.client_timeout();
         let activity = Arc::new(Activity::default());
         let a = activity.clone();
+        let auth = Arc::new(ConnAuth::default());
         let svc = service_fn(move |req| {
             let request = InFlight::start(&a);
             let gateway = gateway.clone();
+            let auth = auth.clone();
             async move {
                 // Boxed: hyper moves the service future into its dispatcher per request; a pointer
                 // moves instead of the whole request state machine (a few KB).
-                let resp = Box::pin(gateway.handle(req, peer)).await;
+                let resp = Box::pin(gateway.handle(req, peer, &auth)).await;
                 Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
                     inner,
                     _request: request,

@@ -7,16 +7,17 @@
 //! token is never forwarded: the bound credential is injected in its place.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde_json::Value;
 
+use super::body::{self, ReadError};
 use super::headers as mcp_headers;
 use super::jsonrpc::{self, BodyError, Message, Messages, code};
 use super::relay::{self, RelayCtx};
@@ -30,22 +31,75 @@ use crate::config::{GatewaySettings, Snapshot};
 /// First protocol revision with mandatory `Mcp-Method`/`Mcp-Name` headers and no sessions.
 pub const MODERN_PROTOCOL: &str = "2026-07-28";
 
-/// Request headers copied to the upstream. Everything else (Authorization, Cookie, Origin, Host,
-/// forwarding headers) is dropped. A `static`, not a `const`: a const array of header names is built and
-/// dropped again at every use, which was once per header of every request.
-static FORWARD_REQUEST_HEADERS: [HeaderName; 6] = [
-    header::CONTENT_TYPE,
-    mcp_headers::PROTOCOL_VERSION,
-    mcp_headers::LAST_EVENT_ID,
-    mcp_headers::METHOD,
-    mcp_headers::NAME,
-    header::USER_AGENT,
-];
+/// Whether a client request header is copied to the upstream. Everything else (Authorization, Cookie,
+/// Origin, Host, forwarding headers) is dropped. A match on the name's text: one length dispatch per
+/// header instead of comparing it with each allowed name in turn.
+fn forwarded_request_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-type"
+            | "mcp-protocol-version"
+            | "last-event-id"
+            | "mcp-method"
+            | "mcp-name"
+            | "user-agent"
+    ) || n.starts_with("mcp-param-")
+}
 
 /// The gateway's shared state.
 pub struct Gateway {
     state: Arc<ArcSwap<Snapshot>>,
     upstream: Mutex<Option<(ClientKey, Arc<Upstream>)>>,
+}
+
+/// The token a connection last presented and verified, so the next request on the same connection
+/// that presents the same bytes skips decoding and MAC verification (most of the token check's cost;
+/// an agent sends every request of a session with one token on one keep-alive connection).
+///
+/// SECURITY: a hit requires the snapshot the token was verified against to still be the live one. Any
+/// reload (revocation, rotation, config edit) publishes a new snapshot, so the next request verifies in
+/// full against it: a revoked token stops on a reused connection exactly as on a new one. The address
+/// check needs no repeat (a connection's peer never changes). Only weak references are kept, so a
+/// cached entry holds neither an old snapshot nor a binding's credential alive, and the presented bytes
+/// are compared in constant time.
+#[derive(Default)]
+pub struct ConnAuth(Mutex<Option<Verified>>);
+
+struct Verified {
+    /// The whole `Authorization` value as presented (a copy: hyper's read buffer must not be pinned).
+    presented: Box<[u8]>,
+    snap: Weak<Snapshot>,
+    binding: Weak<Binding>,
+}
+
+impl ConnAuth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Verified>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The binding `presented` verified to on this connection, if that was under `snap`.
+    fn hit(&self, snap: &Arc<Snapshot>, presented: &[u8]) -> Option<Arc<Binding>> {
+        let g = self.lock();
+        let v = g.as_ref()?;
+        if !std::ptr::eq(v.snap.as_ptr(), Arc::as_ptr(snap)) {
+            return None;
+        }
+        if !crate::state::token::ct_bytes_eq(&v.presented, presented) {
+            return None;
+        }
+        v.binding.upgrade()
+    }
+
+    fn remember(&self, snap: &Arc<Snapshot>, presented: &[u8], binding: &Arc<Binding>) {
+        *self.lock() = Some(Verified {
+            presented: presented.into(),
+            snap: Arc::downgrade(snap),
+            binding: Arc::downgrade(binding),
+        });
+    }
 }
 
 /// What a POST's stages decided: forward upstream, or the hub has answered.
@@ -90,14 +144,19 @@ impl Gateway {
         self.state.load().config.gateway.client_timeout
     }
 
-    /// Serve one request from `peer`.
-    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    /// Serve one request from `peer`, on a connection whose verified token `auth` remembers.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+        auth: &ConnAuth,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let snap = self.state.load_full();
-        let binding = match authenticate(&snap, &req, peer) {
+        let binding = match authenticate(&snap, &req, peer, auth) {
             Ok(b) => b,
             Err(f) => {
                 audit::denial(peer, None, f.as_str(), 401);
@@ -405,9 +464,10 @@ fn upstream_failure(
 
 /// Stage: map the bearer token to a binding.
 fn authenticate<B>(
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     req: &Request<B>,
     peer: SocketAddr,
+    auth: &ConnAuth,
 ) -> Result<Arc<Binding>, AuthFailure> {
     // SECURITY: tokens in the URL end up in logs and histories; refuse them outright.
     if let Some(q) = req.uri().query() {
@@ -427,12 +487,17 @@ fn authenticate<B>(
             AuthFailure::Missing
         });
     };
-    let v = v.to_str().map_err(|_| AuthFailure::Malformed)?;
-    let (scheme, token) = v.split_once(' ').ok_or(AuthFailure::Malformed)?;
+    if let Some(b) = auth.hit(snap, v.as_bytes()) {
+        return Ok(b);
+    }
+    let text = v.to_str().map_err(|_| AuthFailure::Malformed)?;
+    let (scheme, token) = text.split_once(' ').ok_or(AuthFailure::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthFailure::Malformed);
     }
-    snap.authenticate(token.trim(), peer.ip())
+    let b = snap.authenticate(token.trim(), peer.ip())?;
+    auth.remember(snap, v.as_bytes(), &b);
+    Ok(b)
 }
 
 /// Stage: the request's authority (h2 `:authority`, an absolute-form target, or `Host`) names the
@@ -484,11 +549,14 @@ fn check_origin(gw: &GatewaySettings, headers: &HeaderMap) -> Result<(), Box<Res
     )))
 }
 
+/// The media type (parameters aside) is `application/json`, in any case. Read as bytes: a header value
+/// need not be text, and a non-text one is simply not JSON.
 fn is_json(h: &HeaderMap) -> bool {
-    h.get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    h.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let b = v.as_bytes();
+        let media = b.split(|c| *c == b';').next().unwrap_or(b);
+        media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    })
 }
 
 fn is_modern(h: &HeaderMap) -> bool {
@@ -503,13 +571,13 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let mut collect = std::pin::pin!(Limited::new(body, gw.max_body_bytes).collect());
+    let mut read = std::pin::pin!(body::read_bounded(body, gw.max_body_bytes));
     // The body usually came with the head: then no timer is set up (a clock read and a timer-wheel
     // entry per request) just to be cancelled.
-    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
     let read = match first {
         Poll::Ready(r) => Ok(r),
-        Poll::Pending => tokio::time::timeout(gw.client_timeout, collect).await,
+        Poll::Pending => tokio::time::timeout(gw.client_timeout, read).await,
     };
     match read {
         Err(_) => Err(respond::error(
@@ -519,21 +587,21 @@ where
             "request body not received in time",
             "client_timeout",
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(respond::error(
+        Ok(Err(ReadError::TooLarge)) => Err(respond::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             Value::Null,
             code::INVALID_REQUEST,
             format!("request body larger than {} bytes", gw.max_body_bytes),
             "body_too_large",
         )),
-        Ok(Err(_)) => Err(respond::error(
+        Ok(Err(ReadError::Body(_))) => Err(respond::error(
             StatusCode::BAD_REQUEST,
             Value::Null,
             code::INVALID_REQUEST,
             "request body could not be read",
             "body_read_error",
         )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Ok(b)) => Ok(b),
     }
 }
 
@@ -667,10 +735,10 @@ fn build_upstream_request(
     *req.method_mut() = method.clone();
     *req.uri_mut() = b.config.endpoint.clone();
     let h = req.headers_mut();
-    h.reserve(FORWARD_REQUEST_HEADERS.len() + 4);
+    h.reserve(client.len() + 3);
     // One pass over what the client sent (a handful of headers) instead of a lookup per allowed name.
     for (name, v) in client {
-        if FORWARD_REQUEST_HEADERS.contains(name) || name.as_str().starts_with("mcp-param-") {
+        if forwarded_request_header(name) {
             h.append(name.clone(), v.clone());
         }
     }

@@ -1,6 +1,7 @@
 //! The MCP gateway: authentication, tool filtering, credential injection and faithful relay of the
 //! streamable HTTP transport (all revisions from 2025-03-26 to 2026-07-28).
 
+pub mod body;
 pub mod credentials;
 pub mod filter;
 pub mod gateway;
@@ -23,8 +24,4 @@ pub mod headers {
     pub const METHOD: HeaderName = HeaderName::from_static("mcp-method");
     /// `Mcp-Name` (2026-07-28).
     pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
-    /// `Last-Event-ID`.
-    pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
-    /// `X-Accel-Buffering`.
-    pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 }

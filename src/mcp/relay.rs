@@ -14,11 +14,12 @@ use super::upstream::pool::UpstreamBody;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body::{Body as HttpBody, Frame};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use super::body::{ReadError, read_bounded};
 use super::headers as mcp_headers;
 use super::jsonrpc::{self, code};
 use super::respond::{self, Body, BoxError};
@@ -27,15 +28,19 @@ use super::sse::{self, EventSplitter};
 use crate::audit::{self, Verdict, Who};
 use crate::config::snapshot::Binding;
 
-/// Response headers copied from the upstream (a `static`: see the gateway's request header list).
-static FORWARD_RESPONSE_HEADERS: [HeaderName; 6] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    mcp_headers::X_ACCEL_BUFFERING,
-    mcp_headers::PROTOCOL_VERSION,
-    header::RETRY_AFTER,
-    header::ALLOW,
-];
+/// Whether an upstream response header is copied to the agent (matched by text, like the request
+/// allowlist). The session id is not: it is sealed for the agent's token instead.
+fn forwarded_response_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-type"
+            | "cache-control"
+            | "x-accel-buffering"
+            | "mcp-protocol-version"
+            | "retry-after"
+            | "allow"
+    )
+}
 
 /// What the hub answered itself, and what it must remember about the forwarded part.
 #[derive(Debug)]
@@ -226,9 +231,9 @@ fn content_type(h: &HeaderMap) -> &str {
 
 /// Copy allowlisted headers, sealing the session id and scrubbing the secret.
 fn response_headers(rc: &RelayCtx, up: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(FORWARD_RESPONSE_HEADERS.len() + 1);
+    let mut h = HeaderMap::with_capacity(up.len() + 1);
     for (name, v) in up {
-        if FORWARD_RESPONSE_HEADERS.contains(name) {
+        if forwarded_response_header(name) {
             h.append(name.clone(), scrub_header(rc, v));
         }
     }
@@ -307,10 +312,10 @@ pub async fn respond(
         *r.headers_mut() = headers;
         return r;
     }
-    let bytes = match Limited::new(body, rc.max_response_bytes).collect().await {
-        Ok(c) => c.to_bytes(),
+    let bytes = match read_bounded(body, rc.max_response_bytes).await {
+        Ok(b) => b,
         Err(e) => {
-            let (reason, msg) = if e.is::<http_body_util::LengthLimitError>() {
+            let (reason, msg) = if matches!(e, ReadError::TooLarge) {
                 (
                     "upstream_response_too_large",
                     format!(

@@ -6,7 +6,18 @@ use http::StatusCode;
 use mcp_hub::manage;
 use serde_json::json;
 
+use crate::support::client::Client;
 use crate::support::{Hub, Upstream};
+
+/// Revoke devbox `box`'s binding `var` and wait until `token` is refused; fails if that takes a second.
+async fn revoke_within_a_second(hub: &Hub, c: &Client, var: &str, token: &str) {
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    hub.edit(|ws| manage::devbox_revoke(ws, "box", Some(var)).unwrap());
+    let took =
+        Hub::eventually(|| async { c.post(token, &ping).await.status == StatusCode::UNAUTHORIZED })
+            .await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+}
 
 #[tokio::test]
 async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
@@ -19,12 +30,7 @@ async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
     assert_eq!(c.post(&env["ONE"], &ping).await.status, StatusCode::OK);
 
     // Revoke one binding: it stops within a second, the other keeps working.
-    hub.edit(|ws| manage::devbox_revoke(ws, "box", Some("ONE")).unwrap());
-    let took = Hub::eventually(|| async {
-        c.post(&env["ONE"], &ping).await.status == StatusCode::UNAUTHORIZED
-    })
-    .await;
-    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    revoke_within_a_second(&hub, &c, "ONE", &env["ONE"]).await;
     assert_eq!(c.post(&env["TWO"], &ping).await.status, StatusCode::OK);
 
     // Rotate TWO: the old token dies, the new one works.
@@ -52,6 +58,43 @@ async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
         Hub::eventually(|| async { c.post(&later["X"], &ping).await.status == StatusCode::OK })
             .await;
     assert!(took < Duration::from_secs(1), "new token took {took:?}");
+}
+
+/// SECURITY: a connection remembers the token it verified (so later requests skip the MAC check); that
+/// memory must never outlive a revocation or let one connection's token vouch for another. One h2
+/// connection carries every request here.
+#[tokio::test]
+async fn a_reused_connection_honours_revocation_and_each_token() {
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let hub = Hub::start(&[("srv", &up.url(), &["*"])]).await;
+    hub.secret("S", "k");
+    let env = hub.devbox("box", &[], &["ONE=srv:S", "TWO=srv:S"]);
+    let c = hub.client_h2();
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    for _ in 0..3 {
+        assert_eq!(c.post(&env["ONE"], &ping).await.status, StatusCode::OK);
+    }
+    // A different token on the same connection is checked on its own, and a near miss of the
+    // remembered one is refused.
+    assert_eq!(c.post(&env["TWO"], &ping).await.status, StatusCode::OK);
+    let mut forged = env["ONE"].clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        c.post(&forged, &ping).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(c.post(&env["ONE"], &ping).await.status, StatusCode::OK);
+
+    revoke_within_a_second(&hub, &c, "ONE", &env["ONE"]).await;
+    // Once refused, refused on every later request too (nothing remembered it).
+    for _ in 0..3 {
+        assert_eq!(
+            c.post(&env["ONE"], &ping).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(c.post(&env["TWO"], &ping).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
