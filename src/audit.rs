@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::config::snapshot::Binding;
 
@@ -62,7 +62,7 @@ pub fn tool_call(
     verdict: Verdict,
     reason: &str,
     outcome: &str,
-    latency: Duration,
+    started: Instant,
 ) {
     crate::metrics::tool_call(who.config(), tool, verdict.as_str(), outcome);
     tracing::info!(
@@ -76,7 +76,9 @@ pub fn tool_call(
         verdict = verdict.as_str(),
         reason = reason,
         outcome = outcome,
-        latency_ms = latency.as_secs_f64() * 1000.0,
+        // Read from the clock only when the line is written (tracing evaluates fields after its
+        // level check): a clock read per call is saved when audit lines are filtered out.
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "tool call"
     );
 }

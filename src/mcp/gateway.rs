@@ -445,7 +445,7 @@ fn upstream_failure(
             Verdict::Allow,
             e.as_str(),
             "upstream_error",
-            ctx.started.elapsed(),
+            ctx.started,
         );
     }
     let status = if *e == UpstreamError::Timeout {
@@ -692,7 +692,7 @@ fn screen_tool_calls<'m, 'a>(
                     Verdict::Deny,
                     "missing_tool_name",
                     "rejected",
-                    ctx.started.elapsed(),
+                    ctx.started,
                 );
                 local.responses.push(jsonrpc::error(
                     id,
@@ -708,7 +708,7 @@ fn screen_tool_calls<'m, 'a>(
                     Verdict::Deny,
                     "tool_not_allowed",
                     "rejected",
-                    ctx.started.elapsed(),
+                    ctx.started,
                 );
                 local.responses.push(jsonrpc::error(
                     id,

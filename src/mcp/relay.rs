@@ -152,7 +152,7 @@ impl CallTracker {
             Verdict::Allow,
             "allowed_tools",
             outcome,
-            self.started.elapsed(),
+            self.started,
         );
     }
 }
