@@ -61,8 +61,9 @@ pub struct Gateway {
 /// reload (revocation, rotation, config edit) publishes a new snapshot, so the next request verifies in
 /// full against it: a revoked token stops on a reused connection exactly as on a new one. The address
 /// check needs no repeat (a connection's peer never changes). Only weak references are kept, so a
-/// cached entry holds neither an old snapshot nor a binding's credential alive, and the presented bytes
-/// are compared in constant time.
+/// cached entry keeps neither an old snapshot's contents nor a binding's credential alive; the weak
+/// reference does keep the old snapshot's allocation, so no later snapshot can take its address and
+/// pass the pointer test. The presented bytes are compared in constant time.
 #[derive(Default)]
 pub struct ConnAuth(Mutex<Option<Verified>>);
 
