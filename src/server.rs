@@ -69,15 +69,11 @@ impl Balance {
     }
 
     /// Worker `me` takes part until the returned guard drops.
-    fn join(self: &Arc<Self>, me: usize) -> Serving {
+    fn join(self: &Arc<Self>, me: usize) -> Held {
         if let Some(s) = self.serving.get(me) {
             s.store(true, Ordering::Relaxed);
         }
-        self.changed.notify_waiters();
-        Serving {
-            balance: self.clone(),
-            me,
-        }
+        self.hold(me, Slot::Serving)
     }
 
     /// Whether worker `me` may accept now.
@@ -107,46 +103,57 @@ impl Balance {
     }
 
     /// Count a connection on worker `me` until the returned guard drops.
-    fn open(self: &Arc<Self>, me: usize) -> OpenConnection {
+    fn open(self: &Arc<Self>, me: usize) -> Held {
         if let Some(c) = self.open.get(me) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        // A worker waiting for its turn may now be within one of the least loaded.
+        self.hold(me, Slot::Connection)
+    }
+
+    /// Tell waiting workers the counts changed (one may now be within one of the least loaded), and
+    /// hand out the guard that undoes the change.
+    fn hold(self: &Arc<Self>, me: usize, slot: Slot) -> Held {
         self.changed.notify_waiters();
-        OpenConnection {
+        Held {
             balance: self.clone(),
             me,
+            slot,
         }
     }
 }
 
-/// A worker's membership in the balance.
-struct Serving {
+/// What a [`Held`] guard counts for its worker.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// The worker's membership in the balance.
+    Serving,
+    /// One open connection of the worker.
+    Connection,
+}
+
+/// A worker's membership or one of its connections, undone (and waiting workers told) on drop.
+struct Held {
     balance: Arc<Balance>,
     me: usize,
+    slot: Slot,
 }
 
-impl Drop for Serving {
+impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(s) = self.balance.serving.get(self.me) {
-            s.store(false, Ordering::Relaxed);
+        let b = &self.balance;
+        match self.slot {
+            Slot::Serving => {
+                if let Some(s) = b.serving.get(self.me) {
+                    s.store(false, Ordering::Relaxed);
+                }
+            }
+            Slot::Connection => {
+                if let Some(c) = b.open.get(self.me) {
+                    c.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
         }
-        self.balance.changed.notify_waiters();
-    }
-}
-
-/// One counted connection of a worker.
-struct OpenConnection {
-    balance: Arc<Balance>,
-    me: usize,
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        if let Some(c) = self.balance.open.get(self.me) {
-            c.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.balance.changed.notify_waiters();
+        b.changed.notify_waiters();
     }
 }
 
