@@ -13,7 +13,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 const SUPPORTED: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
@@ -188,7 +187,7 @@ impl SampleServer {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
             .unwrap_or(b"");
-        if !bool::from(auth.ct_eq(self.expected_auth.as_bytes())) {
+        if !crate::state::token::ct_bytes_eq(auth, self.expected_auth.as_bytes()) {
             return reply(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid credential"}),

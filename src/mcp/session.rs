@@ -38,8 +38,7 @@ pub fn open(key: &[u8; 32], token: &TokenId, presented: &str) -> Option<String> 
     let upstream = URL_SAFE_NO_PAD.decode(id).ok()?;
     let t = URL_SAFE_NO_PAD.decode(t).ok()?;
     let want = tag(key, token, &upstream);
-    let ok: bool = subtle::ConstantTimeEq::ct_eq(&want[..TAG_LEN], &t[..]).into();
-    if !ok {
+    if !crate::state::token::ct_bytes_eq(&want[..TAG_LEN], &t) {
         return None;
     }
     String::from_utf8(upstream).ok()

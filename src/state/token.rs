@@ -73,7 +73,7 @@ impl std::fmt::Debug for TokenMac {
 impl TokenMac {
     /// SECURITY: constant-time comparison, so response timing reveals nothing about the expected MAC.
     pub fn verify(&self, presented: &[u8; MAC_LEN]) -> bool {
-        self.0.ct_eq(presented).into()
+        ct_bytes_eq(&self.0, presented)
     }
 }
 
