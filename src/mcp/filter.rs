@@ -89,7 +89,8 @@ impl ToolFilter {
 
     /// SECURITY: the single decision for whether a tool exists for this binding. Default deny: an empty
     /// pattern list allows nothing. The simple patterns' string tests decide exactly as globset would
-    /// (checked against globset in the tests below).
+    /// (checked against globset in the tests below). The emptiness test is ours because globset builds
+    /// its path-style candidate before checking for an empty set.
     pub fn allows(&self, tool: &str) -> bool {
         self.simple.iter().any(|s| s.matches(tool))
             || (!self.set.is_empty() && self.set.is_match(tool))
