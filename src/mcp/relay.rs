@@ -191,15 +191,36 @@ impl std::ops::Deref for Peeks {
     }
 }
 
-/// Peek at a JSON message or batch; `None` if it is not one.
-fn peek(b: &[u8]) -> Option<Peeks> {
-    match b.iter().find(|c| !c.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice::<Peek>(b).ok().map(Peeks::One),
-        Some(b'[') => serde_json::from_slice::<Vec<Peek>>(b)
-            .ok()
-            .map(Peeks::Batch),
-        _ => None,
+/// What a JSON body from the upstream turned out to be.
+enum Peeked {
+    /// Not an object or array: no message the filter could apply to (an empty body, `null`).
+    NotMessages,
+    /// An object or array the hub cannot read unambiguously; see [`peek`].
+    Unreadable,
+    /// A message or batch.
+    Read(Peeks),
+}
+
+/// Why the hub refused to relay an upstream message it could not read, without serde's text (which
+/// may quote the upstream's values).
+const UNREADABLE: &str = "sent a JSON message the hub could not read (invalid UTF-8, a duplicate member, a number out of range or nesting deeper than 128)";
+
+/// Peek at a JSON message or batch.
+///
+/// SECURITY: an object or array the peek cannot read is [`Peeked::Unreadable`], never passed through as
+/// it came: it could carry a tools list that a client reads one way (duplicate members, invalid UTF-8
+/// in a skipped string, nesting beyond serde's limit) while the hub could not filter it. The body is
+/// checked for UTF-8 as a whole first (so serde need not check each member name) and then read as text.
+fn peek(b: &[u8]) -> Peeked {
+    fn read<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
+        serde_json::from_str(std::str::from_utf8(b).ok()?).ok()
     }
+    let read = match b.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(b'{') => read::<Peek>(b).map(Peeks::One),
+        Some(b'[') => read::<Vec<Peek>>(b).map(Peeks::Batch),
+        _ => return Peeked::NotMessages,
+    };
+    read.map_or(Peeked::Unreadable, Peeked::Read)
 }
 
 fn has_tools(peeks: &[Peek]) -> bool {
@@ -208,13 +229,18 @@ fn has_tools(peeks: &[Peek]) -> bool {
         .any(|p| p.result.as_ref().is_some_and(|r| r.tools.is_some()))
 }
 
-/// Filter the tools lists in a JSON message; `None` when it needed no change.
-fn filter_json(b: &[u8], rc: &RelayCtx) -> Option<Vec<u8>> {
-    let mut v: Value = serde_json::from_slice(b).ok()?;
+/// Filter the tools lists in a JSON message: `Ok(None)` when it needed no change.
+///
+/// # Errors
+/// The message cannot be read as a tree (e.g. a number beyond `f64`, which the peek skips over).
+/// SECURITY: the caller must then not pass the message on.
+fn filter_json(b: &[u8], rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
+    let text = std::str::from_utf8(b).map_err(|_| ())?;
+    let mut v: Value = serde_json::from_str(text).map_err(|_| ())?;
     if !jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
-        return None;
+        return Ok(None);
     }
-    serde_json::to_vec(&v).ok()
+    serde_json::to_vec(&v).map(Some).map_err(|_| ())
 }
 
 impl Drop for CallTracker {
@@ -342,15 +368,30 @@ pub async fn respond(
     let mut status = parts.status;
     let mut headers = headers;
     let is_json = ct.starts_with("application/json");
-    let peeked = if is_json { peek(&bytes) } else { None };
+    let peeked = if is_json {
+        peek(&bytes)
+    } else {
+        Peeked::NotMessages
+    };
+    let filtered = match &peeked {
+        Peeked::Read(peeks) if has_tools(peeks) => filter_json(&bytes, &rc),
+        Peeked::Unreadable => Err(()),
+        _ => Ok(None),
+    };
+    let Ok(filtered) = filtered else {
+        tracker.finish("upstream_protocol_error");
+        tracing::warn!(mcp_config = %server, "Upstream sent a JSON message the hub could not read; not relayed");
+        return respond::error(
+            StatusCode::BAD_GATEWAY,
+            local.single_id,
+            code::INTERNAL_ERROR,
+            format!("upstream MCP server {server:?} {UNREADABLE}"),
+            "upstream_protocol_error",
+        );
+    };
     let body = match peeked {
-        Some(peeks) => {
+        Peeked::Read(peeks) => {
             tracker.observe(&peeks);
-            let filtered = if has_tools(&peeks) {
-                filter_json(&bytes, &rc)
-            } else {
-                None
-            };
             let bytes = filtered.map(Bytes::from).unwrap_or(bytes);
             if local.responses.is_empty() {
                 bytes
@@ -405,12 +446,32 @@ impl SseRelay {
         let rc = &self.rc;
         let mut ev = ev;
         if let Some(d) = sse::data(&ev).filter(|d| !d.is_empty()) {
-            if let Some(peeks) = peek(&d) {
-                self.tracker.observe(&peeks);
-                if has_tools(&peeks) {
-                    if let Some(j) = filter_json(&d, rc) {
-                        ev = sse::replace_data(&ev, &j);
+            let filtered = match peek(&d) {
+                Peeked::NotMessages => Ok(None),
+                Peeked::Unreadable => Err(()),
+                Peeked::Read(peeks) => {
+                    self.tracker.observe(&peeks);
+                    if has_tools(&peeks) {
+                        filter_json(&d, rc)
+                    } else {
+                        Ok(None)
                     }
+                }
+            };
+            match filtered {
+                Ok(None) => {}
+                Ok(Some(j)) => ev = sse::replace_data(&ev, &j),
+                // SECURITY: the unreadable message is replaced, never relayed (see `peek`).
+                Err(()) => {
+                    let server = &rc.binding.config.name;
+                    tracing::warn!(mcp_config = %server, "Upstream sent an SSE message the hub could not read; replaced with an error");
+                    let e = jsonrpc::error(
+                        Value::Null,
+                        code::INTERNAL_ERROR,
+                        format!("upstream MCP server {server:?} {UNREADABLE}"),
+                        Some(serde_json::json!({"reason": "upstream_protocol_error"})),
+                    );
+                    ev = sse::replace_data(&ev, e.to_string().as_bytes());
                 }
             }
         }

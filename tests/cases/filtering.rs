@@ -69,6 +69,37 @@ async fn listing_shows_exactly_the_allowed_tools_across_pages() {
     );
 }
 
+/// SECURITY: a tools list the hub cannot read unambiguously is refused, never relayed unfiltered.
+#[tokio::test]
+async fn tool_lists_the_hub_cannot_read_are_refused_not_relayed() {
+    let (hub, up, token) = github_hub().await;
+    for sse in [false, true] {
+        up.force_sse.store(sse, std::sync::atomic::Ordering::SeqCst);
+        for kind in ["dup", "utf8", "deep", "huge"] {
+            let list = json!({"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"cursor": format!("crafted-{kind}")}});
+            let r = hub.client().post(&token, &list).await;
+            let text = r.text();
+            assert!(
+                !text.contains("github.delete_repo") && !text.contains("github.create_issue"),
+                "{kind} (sse {sse}): a hidden tool was relayed: {text}"
+            );
+            assert!(
+                text.contains(
+                    r#"upstream MCP server \"github\" sent a JSON message the hub could not read"#
+                ),
+                "{kind} (sse {sse}): {text}"
+            );
+            if !sse {
+                assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{kind}");
+            }
+        }
+    }
+    // The same upstream's readable lists still pass, filtered.
+    up.force_sse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(hub.client().list_all(&token).await.len(), 4);
+}
+
 #[tokio::test]
 async fn hidden_tools_are_unknown_and_never_reach_the_upstream() {
     let (hub, up, token) = github_hub().await;

@@ -172,6 +172,43 @@ fn sse(events: Vec<(Duration, String)>) -> Response<Body> {
     r
 }
 
+/// A `tools/list` page (cursor `crafted-KIND`) listing every tool in a form a JSON tree reader cannot
+/// take at face value: `dup` sends `result` twice (an empty list first, the full one last, which a
+/// last-wins client reads), `utf8` puts an invalid byte in a description, `deep` adds a member nested
+/// 200 deep, `huge` a number beyond `f64`.
+fn crafted_list(m: &Value, tools: &[String]) -> Option<Vec<u8>> {
+    if m["method"] != "tools/list" {
+        return None;
+    }
+    let kind = m["params"]["cursor"].as_str()?.strip_prefix("crafted-")?;
+    let id = &m["id"];
+    let list = json!(
+        tools
+            .iter()
+            .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
+            .collect::<Vec<_>>()
+    )
+    .to_string();
+    let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{list}"#);
+    let mut out = match kind {
+        "dup" => format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}},"result":{{"tools":{list}}}}}"#
+        )
+        .into_bytes(),
+        "utf8" => {
+            let mut b = format!(r#"{head},"note":""#).into_bytes();
+            b.push(0xff);
+            b.extend_from_slice(br#""}}"#);
+            b
+        }
+        "deep" => format!(r#"{head},"x":{}{}}}}}"#, "[".repeat(200), "]".repeat(200)).into_bytes(),
+        "huge" => format!(r#"{head},"x":1e999}}}}"#).into_bytes(),
+        _ => return None,
+    };
+    out.shrink_to_fit();
+    Some(out)
+}
+
 fn result(id: &Value, r: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"result":r})
 }
@@ -278,6 +315,18 @@ async fn handle(
     }
     if parts.method == Method::DELETE {
         return Ok(full(StatusCode::OK, "application/json", "{}"));
+    }
+    if let Some(body) = crafted_list(&v, &tools) {
+        if force_sse {
+            let mut ev = b"id: c-1\nevent: message\ndata: ".to_vec();
+            ev.extend_from_slice(&body);
+            ev.extend_from_slice(b"\n\n");
+            let mut r = Response::new(Full::new(Bytes::from(ev)).boxed_unsync());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            return Ok(r);
+        }
+        return Ok(full(StatusCode::OK, "application/json", body));
     }
     let name = v["params"]["name"].as_str().unwrap_or("");
     if v["method"] == "tools/call" && name.ends_with("sleep") {
