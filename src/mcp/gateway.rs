@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::Value;
@@ -27,6 +28,9 @@ use super::upstream::{ClientKey, Upstream, UpstreamError};
 use crate::audit::{self, Verdict, Who};
 use crate::config::snapshot::{AuthFailure, Binding};
 use crate::config::{GatewaySettings, Snapshot};
+
+mod client_headers;
+use client_headers::ClientHeaders;
 
 /// First protocol revision with mandatory `Mcp-Method`/`Mcp-Name` headers and no sessions.
 pub const MODERN_PROTOCOL: &str = "2026-07-28";
@@ -106,16 +110,17 @@ impl ConnAuth {
 /// What a POST's stages decided: forward upstream, or the hub has answered.
 // Moved once per request; boxing the larger variant would cost an allocation instead.
 #[allow(clippy::large_enum_variant)]
-enum Step {
-    Forward(Forward),
+enum Step<'r> {
+    Forward(Forward<'r>),
     Answered(Response<Body>),
 }
 
-/// A request that passed every check, ready to go upstream.
-struct Forward {
+/// A request that passed every check, ready to go upstream. The request head stays where `handle`
+/// keeps it; only references travel with the stages.
+struct Forward<'r> {
     ctx: Ctx,
-    method: Method,
-    headers: HeaderMap,
+    parts: &'r Parts,
+    seen: ClientHeaders<'r>,
     body: Bytes,
     local: relay::Local,
 }
@@ -157,7 +162,9 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let snap = self.state.load_full();
-        let binding = match authenticate(&snap, &req, peer, auth) {
+        let (parts, body) = req.into_parts();
+        let seen = ClientHeaders::of(&parts.headers);
+        let binding = match authenticate(&snap, &parts.uri, &seen, peer, auth) {
             Ok(b) => b,
             Err(f) => {
                 audit::denial(peer, None, f.as_str(), 401);
@@ -183,10 +190,10 @@ impl Gateway {
             peer,
             started: Instant::now(),
             who,
-            modern: is_modern(req.headers()),
+            modern: is_modern(&seen),
         };
         let gw = &ctx.snap.config.gateway;
-        if !authority_matches(gw, &req) {
+        if !authority_matches(gw, &parts.uri, &seen) {
             // SECURITY: a TLS session for the gateway cannot be used to address any other host.
             audit::denial(peer, Some(&ctx.who), "host_mismatch", 421);
             return respond::error(
@@ -197,11 +204,11 @@ impl Gateway {
                 "host_mismatch",
             );
         }
-        if let Err(r) = check_origin(gw, req.headers()) {
+        if let Err(r) = check_origin(gw, &seen) {
             audit::denial(peer, Some(&ctx.who), "origin_not_allowed", 403);
             return *r;
         }
-        if req.uri().path() != gw.path {
+        if parts.uri.path() != gw.path {
             audit::denial(peer, Some(&ctx.who), "wrong_path", 404);
             return respond::error(
                 StatusCode::NOT_FOUND,
@@ -213,21 +220,18 @@ impl Gateway {
         }
         // Both branches end in the one `forward` below: a single await site keeps this future small
         // (each await of a sub-future reserves its own room, and hyper moves this future per request).
-        let fwd = match *req.method() {
-            Method::POST => match self.post(ctx, req).await {
+        let fwd = match parts.method {
+            Method::POST => match self.post(ctx, &parts, seen, body).await {
                 Step::Forward(f) => f,
                 Step::Answered(r) => return r,
             },
-            Method::GET | Method::DELETE => {
-                let (parts, _) = req.into_parts();
-                Forward {
-                    ctx,
-                    method: parts.method,
-                    headers: parts.headers,
-                    body: Bytes::new(),
-                    local: relay::Local::none(),
-                }
-            }
+            Method::GET | Method::DELETE => Forward {
+                ctx,
+                parts: &parts,
+                seen,
+                body: Bytes::new(),
+                local: relay::Local::none(),
+            },
             _ => return respond::method_not_allowed(),
         };
         self.forward(fwd).await
@@ -235,14 +239,19 @@ impl Gateway {
 
     /// Stages of a POST up to what goes upstream: content type, body, parse, metadata headers, tool
     /// screening.
-    async fn post<B>(&self, ctx: Ctx, req: Request<B>) -> Step
+    async fn post<'r, B>(
+        &self,
+        ctx: Ctx,
+        parts: &'r Parts,
+        seen: ClientHeaders<'r>,
+        body: B,
+    ) -> Step<'r>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let (parts, body) = req.into_parts();
         let gw = &ctx.snap.config.gateway;
-        if !is_json(&parts.headers) {
+        if !is_json(&seen) {
             audit::denial(ctx.peer, Some(&ctx.who), "unsupported_media_type", 415);
             return Step::Answered(respond::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -277,7 +286,7 @@ impl Gateway {
             }
         };
         let batch = msgs.batch;
-        if let Err(m) = check_metadata_headers(&parts.headers, ctx.modern, &msgs) {
+        if let Err(m) = check_metadata_headers(&seen, ctx.modern, &msgs) {
             audit::denial(ctx.peer, Some(&ctx.who), "header_mismatch", 400);
             let id = if batch {
                 Value::Null
@@ -320,8 +329,8 @@ impl Gateway {
         drop(msgs);
         Step::Forward(Forward {
             ctx,
-            method: Method::POST,
-            headers: parts.headers,
+            parts,
+            seen,
             body,
             local,
         })
@@ -344,19 +353,18 @@ impl Gateway {
     }
 
     /// Stages after screening: session, upstream request, send, relay.
-    async fn forward(&self, f: Forward) -> Response<Body> {
+    async fn forward(&self, f: Forward<'_>) -> Response<Body> {
         let Forward {
             ctx,
-            method,
-            headers,
+            parts,
+            seen,
             body,
             local,
         } = f;
-        let headers = &headers;
         let gw = &ctx.snap.config.gateway;
         let binding = ctx.binding.clone();
         let server = binding.config.name.as_str();
-        let session = match headers.get(mcp_headers::SESSION_ID) {
+        let session = match seen.session_id {
             None => None,
             Some(v) => {
                 let opened = v
@@ -382,8 +390,8 @@ impl Gateway {
         };
         let req = match build_upstream_request(
             &ctx.binding,
-            &method,
-            headers,
+            &parts.method,
+            &parts.headers,
             session.as_deref(),
             body,
         ) {
@@ -464,14 +472,15 @@ fn upstream_failure(
 }
 
 /// Stage: map the bearer token to a binding.
-fn authenticate<B>(
+fn authenticate(
     snap: &Arc<Snapshot>,
-    req: &Request<B>,
+    uri: &http::Uri,
+    seen: &ClientHeaders<'_>,
     peer: SocketAddr,
     auth: &ConnAuth,
 ) -> Result<Arc<Binding>, AuthFailure> {
     // SECURITY: tokens in the URL end up in logs and histories; refuse them outright.
-    if let Some(q) = req.uri().query() {
+    if let Some(q) = uri.query() {
         let lower = q.to_ascii_lowercase();
         if lower.contains(crate::state::token::TOKEN_PREFIX)
             || lower.contains("access_token")
@@ -480,13 +489,11 @@ fn authenticate<B>(
             return Err(AuthFailure::InQuery);
         }
     }
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let (Some(v), None) = (values.next(), values.next()) else {
-        return Err(if req.headers().contains_key(header::AUTHORIZATION) {
-            AuthFailure::Malformed
-        } else {
-            AuthFailure::Missing
-        });
+    // SECURITY: exactly one Authorization header; with several, which one counts would be ambiguous.
+    let v = match (seen.authorization, seen.authorizations) {
+        (Some(v), 1) => v,
+        (None, _) => return Err(AuthFailure::Missing),
+        _ => return Err(AuthFailure::Malformed),
     };
     if let Some(b) = auth.hit(snap, v.as_bytes()) {
         return Ok(b);
@@ -503,7 +510,7 @@ fn authenticate<B>(
 
 /// Stage: the request's authority (h2 `:authority`, an absolute-form target, or `Host`) names the
 /// gateway host. Absent authority is accepted (HTTP/1.0 clients).
-fn authority_matches<B>(gw: &GatewaySettings, req: &Request<B>) -> bool {
+fn authority_matches(gw: &GatewaySettings, uri: &http::Uri, seen: &ClientHeaders<'_>) -> bool {
     let same = |a: &str| {
         // Usually exactly the authority of `RL_MCP_URL`; otherwise the host part decides.
         gw.url
@@ -517,17 +524,14 @@ fn authority_matches<B>(gw: &GatewaySettings, req: &Request<B>) -> bool {
                 h.eq_ignore_ascii_case(&gw.host)
             })
     };
-    let uri_ok = req.uri().host().is_none_or(same);
-    let host_ok = req
-        .headers()
-        .get(header::HOST)
-        .is_none_or(|h| h.to_str().is_ok_and(same));
+    let uri_ok = uri.host().is_none_or(same);
+    let host_ok = seen.host.is_none_or(|h| h.to_str().is_ok_and(same));
     uri_ok && host_ok
 }
 
 /// Stage: browsers must not drive the gateway from arbitrary pages (DNS rebinding). Agents send no Origin.
-fn check_origin(gw: &GatewaySettings, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
-    let Some(o) = headers.get(header::ORIGIN) else {
+fn check_origin(gw: &GatewaySettings, seen: &ClientHeaders<'_>) -> Result<(), Box<Response<Body>>> {
+    let Some(o) = seen.origin else {
         return Ok(());
     };
     let ok = o
@@ -552,16 +556,16 @@ fn check_origin(gw: &GatewaySettings, headers: &HeaderMap) -> Result<(), Box<Res
 
 /// The media type (parameters aside) is `application/json`, in any case. Read as bytes: a header value
 /// need not be text, and a non-text one is simply not JSON.
-fn is_json(h: &HeaderMap) -> bool {
-    h.get(header::CONTENT_TYPE).is_some_and(|v| {
+fn is_json(seen: &ClientHeaders<'_>) -> bool {
+    seen.content_type.is_some_and(|v| {
         let b = v.as_bytes();
         let media = b.split(|c| *c == b';').next().unwrap_or(b);
         media.trim_ascii().eq_ignore_ascii_case(b"application/json")
     })
 }
 
-fn is_modern(h: &HeaderMap) -> bool {
-    h.get(mcp_headers::PROTOCOL_VERSION)
+fn is_modern(seen: &ClientHeaders<'_>) -> bool {
+    seen.protocol_version
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v >= MODERN_PROTOCOL)
 }
@@ -624,7 +628,11 @@ fn decode_header_value(v: &str) -> Option<String> {
 /// Stage: the 2026-07-28 request metadata headers must agree with the body. Where they are present on an
 /// older revision they must agree too; they are required only on the modern revision.
 /// SECURITY: enforcement always uses the body; a mismatch means some component could be misled.
-fn check_metadata_headers(h: &HeaderMap, modern: bool, msgs: &Messages<'_>) -> Result<(), String> {
+fn check_metadata_headers(
+    seen: &ClientHeaders<'_>,
+    modern: bool,
+    msgs: &Messages<'_>,
+) -> Result<(), String> {
     if modern && msgs.batch {
         return Err(
             "Header mismatch: JSON-RPC batches are not allowed in protocol 2026-07-28".into(),
@@ -637,7 +645,7 @@ fn check_metadata_headers(h: &HeaderMap, modern: bool, msgs: &Messages<'_>) -> R
         return Ok(());
     };
     let is_req = msg.is_request();
-    match h.get(mcp_headers::METHOD).map(|v| v.to_str()) {
+    match seen.mcp_method.map(|v| v.to_str()) {
         None if modern && is_req => {
             return Err("Header mismatch: Mcp-Method header is required".into());
         }
@@ -655,8 +663,8 @@ fn check_metadata_headers(h: &HeaderMap, modern: bool, msgs: &Messages<'_>) -> R
         "resources/read" => msg.uri.as_deref(),
         _ => return Ok(()),
     };
-    match h
-        .get(mcp_headers::NAME)
+    match seen
+        .mcp_name
         .map(|v| v.to_str().ok().and_then(decode_header_value))
     {
         None if modern => Err("Header mismatch: Mcp-Name header is required".into()),
