@@ -39,8 +39,11 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 pub struct Origin {
     /// TLS or not.
     pub https: bool,
-    /// Lowercased `host[:port]`: what equality and hashing use.
+    /// Lowercased `host[:port]`: what equality uses.
     key: Box<str>,
+    /// A digest of scheme and key, computed once: the pool's map hashes these eight bytes on each
+    /// checkout and return instead of the whole key. Equality still compares the key itself.
+    digest: u64,
     /// Host name or IP literal (no brackets), to connect to and to verify the certificate for.
     pub host: Box<str>,
     /// Port, the scheme's default if the endpoint names none.
@@ -62,9 +65,18 @@ impl Origin {
         if host.is_empty() {
             return None;
         }
+        let key: Box<str> = a.as_str().to_ascii_lowercase().into();
+        let digest = {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let mut h = foldhash::fast::FixedState::default().build_hasher();
+            https.hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
         Some(Self {
             https,
-            key: a.as_str().to_ascii_lowercase().into(),
+            key,
+            digest,
             host: host.into(),
             port: a.port_u16().unwrap_or(if https { 443 } else { 80 }),
             host_header: http::HeaderValue::from_str(a.as_str()).ok()?,
@@ -82,8 +94,8 @@ impl Eq for Origin {}
 
 impl std::hash::Hash for Origin {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.https.hash(h);
-        self.key.hash(h);
+        // Consistent with `eq`: equal origins have equal scheme and key, so equal digests.
+        h.write_u64(self.digest);
     }
 }
 
