@@ -9,6 +9,7 @@ use std::future::{Future, poll_fn};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::timeout_at;
 use tokio_rustls::TlsConnector;
 
 use self::io::Io;
@@ -162,14 +164,13 @@ impl Upstream {
         // Boxed: the exchange's state (request, connection, hyper's send) is the bulk of a proxied
         // request's future; on the heap it is written once instead of being moved with every enclosing
         // future (the gateway's stages, hyper's dispatcher).
-        match tokio::time::timeout(timeout, Box::pin(self.exchange(origin.clone(), req))).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(r) => r,
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        Box::pin(self.exchange(origin.clone(), req, deadline)).await
     }
 
     /// Stage exchange: a pooled connection if one is usable, else a new one; an HTTP/1.1 request that a
-    /// pooled connection closed on before sending it gets one fresh attempt.
+    /// pooled connection closed on before sending it gets one fresh attempt. Everything up to the
+    /// response head, connecting included, ends by `deadline`.
     ///
     /// One await per protocol: every await of a sub-future reserves its own room in this future, which
     /// the gateway's request future embeds and moves, so the shape here is also a matter of speed.
@@ -177,17 +178,24 @@ impl Upstream {
         &self,
         key: Arc<Origin>,
         req: Request<Full<Bytes>>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut req = req;
+        let late = |_| UpstreamError::Timeout;
         let mut pooled = self.pool.checkout(&key);
         loop {
             let fresh = pooled.is_none();
             let h1 = match pooled.take() {
-                Some(Checkout::H2(tx)) => return send_h2(tx, req).await,
+                Some(Checkout::H2(tx)) => {
+                    return timeout_at(deadline, send_h2(tx, req)).await.map_err(late)?;
+                }
                 Some(Checkout::H1(h1)) => h1,
                 // Boxed: the connect state (TCP, then a TLS handshake) is large and needed only for a
                 // new connection; inline, every pooled exchange's future would carry (and move) it.
-                None => match Box::pin(self.connect(&key)).await? {
+                None => match Box::pin(timeout_at(deadline, self.connect(&key)))
+                    .await
+                    .map_err(late)??
+                {
                     Fresh::H2(tx) => {
                         self.pool.put_h2(key.clone(), tx.clone());
                         pooled = Some(Checkout::H2(tx));
@@ -196,7 +204,7 @@ impl Upstream {
                     Fresh::H1(h1) => h1,
                 },
             };
-            match send_h1(h1, &key.host_header, req).await {
+            match send_h1(h1, &key.host_header, req, deadline).await {
                 H1Outcome::Response(r, h1) => return Ok(self.pooled(r, h1, key)),
                 H1Outcome::Failed(e) => return Err(e),
                 H1Outcome::NotSent(_) if fresh => {
@@ -262,9 +270,15 @@ impl Upstream {
     }
 }
 
-/// Send on an HTTP/1.1 connection, driving it in this task until the response head arrives. The
-/// request goes in origin form with `Host` set to the endpoint's authority.
-async fn send_h1(mut h1: H1, host: &HeaderValue, mut req: Request<Full<Bytes>>) -> H1Outcome {
+/// Send on an HTTP/1.1 connection, driving it in this task until the response head arrives or
+/// `deadline` passes (the connection, with its request in flight, is then dropped). The request goes in
+/// origin form with `Host` set to the endpoint's authority.
+async fn send_h1(
+    mut h1: H1,
+    host: &HeaderValue,
+    mut req: Request<Full<Bytes>>,
+    deadline: tokio::time::Instant,
+) -> H1Outcome {
     let path = req
         .uri()
         .path_and_query()
@@ -272,15 +286,23 @@ async fn send_h1(mut h1: H1, host: &HeaderValue, mut req: Request<Full<Bytes>>) 
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(path);
     req.headers_mut().insert(header::HOST, host.clone());
+    h1.arm(deadline);
     let mut sent = pin!(h1.tx.try_send_request(req));
     let result = poll_fn(|cx| {
         h1.drive(cx);
-        sent.as_mut().poll(cx)
+        if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if h1.expired(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     })
     .await;
     match result {
-        Ok(resp) => H1Outcome::Response(resp, h1),
-        Err(mut e) => match e.take_message() {
+        None => H1Outcome::Failed(UpstreamError::Timeout),
+        Some(Ok(resp)) => H1Outcome::Response(resp, h1),
+        Some(Err(mut e)) => match e.take_message() {
             Some(req) => H1Outcome::NotSent(req),
             None => H1Outcome::Failed(UpstreamError::protocol(e.error())),
         },

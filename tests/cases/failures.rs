@@ -72,6 +72,16 @@ async fn upstream_failures_name_the_server_and_hide_the_secret() {
         c.post(&env["GOOD"], &call("x.ok")).await.status,
         StatusCode::OK
     );
+    // A timeout on a kept-alive connection, whose deadline timer was armed by the call before: it fires
+    // at this call's deadline, not the earlier one and not never (the upstream sleeps 5 s).
+    let t = std::time::Instant::now();
+    let r = c.post(&env["GOOD"], &call("x.sleep")).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        t.elapsed() >= Duration::from_millis(350) && t.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
+use tokio::time::Sleep;
 
 use super::io::Io;
 
@@ -108,6 +109,11 @@ pub struct H1 {
     pub tx: http1::SendRequest<Full<Bytes>>,
     /// The connection itself; `None` once it has closed.
     conn: Option<Pin<Box<H1Connection>>>,
+    /// The response deadline of the exchange in progress: one timer for the connection's life, moved
+    /// to each exchange's deadline. A later deadline only updates the armed entry (tokio files it anew
+    /// when the old time comes due), where a timeout per call added a timer-wheel entry and removed it
+    /// again every time.
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl H1 {
@@ -116,7 +122,18 @@ impl H1 {
         Self {
             tx,
             conn: Some(Box::pin(conn)),
+            deadline: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
         }
+    }
+
+    /// Set the response deadline of the next exchange.
+    pub fn arm(&mut self, at: tokio::time::Instant) {
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// Whether the armed deadline has passed; if not, `cx` is woken when it does.
+    pub fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
     }
 
     /// Let the connection make progress (write the request, read the response). Once it has closed it
