@@ -249,30 +249,31 @@ impl Drop for CallTracker {
     }
 }
 
-fn content_type(h: &HeaderMap) -> &str {
-    h.get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-/// Copy allowlisted headers, sealing the session id and scrubbing the secret.
-fn response_headers(rc: &RelayCtx, up: &HeaderMap) -> HeaderMap {
+/// Copy allowlisted headers, sealing the session id and scrubbing the secret; also the content type
+/// (empty if none), found in the same pass.
+fn response_headers<'u>(rc: &RelayCtx, up: &'u HeaderMap) -> (HeaderMap, &'u str) {
     let mut h = HeaderMap::with_capacity(up.len() + 1);
+    let mut content_type = None;
+    let mut session = None;
     for (name, v) in up {
+        if name == header::CONTENT_TYPE && content_type.is_none() {
+            content_type = Some(v.to_str().unwrap_or(""));
+        } else if name == mcp_headers::SESSION_ID {
+            // The first, as a lookup would find; the session id is sealed, never copied.
+            session = session.or(Some(v));
+            continue;
+        }
         if forwarded_response_header(name) {
             h.append(name.clone(), scrub_header(rc, v));
         }
     }
-    if let Some(sid) = up
-        .get(mcp_headers::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(sid) = session.and_then(|v| v.to_str().ok()) {
         let sealed = session::seal(&rc.session_key, &rc.binding.token_id, sid);
         if let Ok(v) = HeaderValue::from_str(&sealed) {
             h.insert(mcp_headers::SESSION_ID, v);
         }
     }
-    h
+    (h, content_type.unwrap_or(""))
 }
 
 fn scrub_header(rc: &RelayCtx, v: &HeaderValue) -> HeaderValue {
@@ -315,8 +316,7 @@ pub async fn respond(
             "upstream_auth_rejected",
         );
     }
-    let headers = response_headers(&rc, &parts.headers);
-    let ct = content_type(&parts.headers);
+    let (headers, ct) = response_headers(&rc, &parts.headers);
     if parts.status.is_success() && ct.starts_with("text/event-stream") {
         let mut prefix = VecDeque::new();
         for r in &local.responses {
