@@ -249,6 +249,41 @@ impl Drop for CallTracker {
     }
 }
 
+/// How a client could read an upstream body, judged by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Json,
+    EventStream,
+    Other,
+}
+
+impl Media {
+    /// SECURITY: a superset of what MCP clients read as messages: the Python SDK lowercases the header
+    /// and tests its start, the TypeScript SDK parses the media type case-insensitively (earlier
+    /// versions looked for it anywhere in the header, event stream first). A narrower test
+    /// (`starts_with`, case-sensitive) let an upstream label a tools list `Application/JSON` and have
+    /// it relayed unfiltered to a client that reads it all the same.
+    fn of(content_type: &str) -> Self {
+        // The common case, without scanning.
+        if content_type == "application/json" {
+            return Self::Json;
+        }
+        let has = |needle: &str| {
+            content_type
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        if has("text/event-stream") {
+            Self::EventStream
+        } else if has("application/json") {
+            Self::Json
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// Copy allowlisted headers, sealing the session id and scrubbing the secret; also the content type
 /// (empty if none), found in the same pass.
 fn response_headers<'u>(rc: &RelayCtx, up: &'u HeaderMap) -> (HeaderMap, &'u str) {
@@ -317,7 +352,8 @@ pub async fn respond(
         );
     }
     let (headers, ct) = response_headers(&rc, &parts.headers);
-    if parts.status.is_success() && ct.starts_with("text/event-stream") {
+    let media = Media::of(ct);
+    if parts.status.is_success() && media == Media::EventStream {
         let mut prefix = VecDeque::new();
         for r in &local.responses {
             if let Ok(b) = serde_json::to_vec(r) {
@@ -367,8 +403,7 @@ pub async fn respond(
     };
     let mut status = parts.status;
     let mut headers = headers;
-    let is_json = ct.starts_with("application/json");
-    let peeked = if is_json {
+    let peeked = if media == Media::Json {
         peek(&bytes)
     } else {
         Peeked::NotMessages

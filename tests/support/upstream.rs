@@ -209,6 +209,30 @@ fn crafted_list(m: &Value, tools: &[String]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A readable `tools/list` page of every tool (cursor `crafted-ctype-KIND`) under a content type that
+/// some client reads as JSON or as an event stream although it is not spelled the usual way.
+fn crafted_content_type(m: &Value, tools: &[String]) -> Option<(&'static str, String)> {
+    if m["method"] != "tools/list" {
+        return None;
+    }
+    let kind = m["params"]["cursor"]
+        .as_str()?
+        .strip_prefix("crafted-ctype-")?;
+    let list: Vec<Value> = tools
+        .iter()
+        .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
+        .collect();
+    let msg = result(&m["id"], json!({ "tools": list })).to_string();
+    let event = format!("event: message\ndata: {msg}\n\n");
+    Some(match kind {
+        "upper-json" => ("Application/JSON", msg),
+        "json-inside" => ("text/plain; profile=application/json", msg),
+        "upper-sse" => ("Text/Event-Stream", event),
+        "sse-inside" => ("application/json; x=text/event-stream", event),
+        _ => return None,
+    })
+}
+
 fn result(id: &Value, r: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"result":r})
 }
@@ -315,6 +339,12 @@ async fn handle(
     }
     if parts.method == Method::DELETE {
         return Ok(full(StatusCode::OK, "application/json", "{}"));
+    }
+    if let Some((ctype, body)) = crafted_content_type(&v, &tools) {
+        let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+        r.headers_mut()
+            .insert("content-type", ctype.parse().unwrap());
+        return Ok(r);
     }
     if let Some(body) = crafted_list(&v, &tools) {
         if force_sse {
