@@ -12,7 +12,12 @@ use bytes::{Bytes, BytesMut};
 #[derive(Debug, Default)]
 pub struct EventSplitter {
     buf: BytesMut,
+    /// Whether the stream's start has been checked for a byte-order mark.
+    bom_checked: bool,
 }
+
+/// A UTF-8 byte-order mark, which SSE clients drop from the start of a stream.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The buffered event exceeded the size cap.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,18 @@ impl EventSplitter {
     /// If a single event grows beyond `max`.
     pub fn push(&mut self, chunk: &[u8], max: usize) -> Result<Vec<Bytes>, EventTooLarge> {
         self.buf.extend_from_slice(chunk);
+        if !self.bom_checked {
+            // SECURITY: clients drop a leading byte-order mark and read the first line as a field; with
+            // it left in place the hub would read a field named "\u{feff}data", find no data in the
+            // event, and relay a tools list in it unfiltered. It is dropped here as clients drop it.
+            if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) {
+                return Ok(Vec::new());
+            }
+            if self.buf.starts_with(BOM) {
+                let _ = self.buf.split_to(BOM.len());
+            }
+            self.bom_checked = true;
+        }
         let mut out = Vec::new();
         while let Some(end) = self.boundary() {
             out.push(self.buf.split_to(end).freeze());
@@ -211,6 +228,26 @@ mod tests {
             b"new",
         );
         assert_eq!(&e[..], b"event: message\nid: 7\ndata: new\nretry: 10\n\n");
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped_however_the_stream_is_cut() {
+        let input: &[u8] = b"\xEF\xBB\xBFdata: {\"a\":1}\n\ndata: \xEF\xBB\xBF\n\n";
+        for chunk in 1..input.len() {
+            let ev = split_all(input, chunk);
+            assert_eq!(
+                data(&ev[0]).as_deref(),
+                Some(&b"{\"a\":1}"[..]),
+                "chunk {chunk}"
+            );
+            // Only the stream's first three bytes: a mark later on is data.
+            assert_eq!(&ev[1][..], b"data: \xEF\xBB\xBF\n\n", "chunk {chunk}");
+        }
+        // A stream that is only part of a mark ends as it came.
+        assert_eq!(
+            split_all(b"\xEF\xBB", 1),
+            vec![Bytes::from_static(b"\xEF\xBB")]
+        );
     }
 
     #[test]

@@ -95,7 +95,13 @@ async fn tool_lists_the_hub_cannot_read_are_refused_not_relayed() {
         }
     }
     // Content types a client reads as JSON or as an event stream, however spelled: filtered too.
-    for kind in ["upper-json", "json-inside", "upper-sse", "sse-inside"] {
+    for kind in [
+        "upper-json",
+        "json-inside",
+        "upper-sse",
+        "sse-inside",
+        "bom-sse",
+    ] {
         let list = json!({"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"cursor": format!("crafted-ctype-{kind}")}});
         let text = hub.client().post(&token, &list).await.text();
         assert!(

@@ -210,7 +210,8 @@ fn crafted_list(m: &Value, tools: &[String]) -> Option<Vec<u8>> {
 }
 
 /// A readable `tools/list` page of every tool (cursor `crafted-ctype-KIND`) under a content type that
-/// some client reads as JSON or as an event stream although it is not spelled the usual way.
+/// some client reads as JSON or as an event stream although it is not spelled the usual way (or, for
+/// `bom-sse`, behind a byte-order mark).
 fn crafted_content_type(m: &Value, tools: &[String]) -> Option<(&'static str, String)> {
     if m["method"] != "tools/list" {
         return None;
@@ -229,6 +230,8 @@ fn crafted_content_type(m: &Value, tools: &[String]) -> Option<(&'static str, St
         "json-inside" => ("text/plain; profile=application/json", msg),
         "upper-sse" => ("Text/Event-Stream", event),
         "sse-inside" => ("application/json; x=text/event-stream", event),
+        // A byte-order mark before the first event, which SSE clients drop.
+        "bom-sse" => ("text/event-stream", format!("\u{feff}data: {msg}\n\n")),
         _ => return None,
     })
 }
