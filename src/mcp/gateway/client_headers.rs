@@ -8,7 +8,8 @@ use http::{HeaderMap, HeaderValue};
 ///
 /// A repeated header keeps its first value, as `HeaderMap::get` would return; `Authorization` also
 /// counts its values, since a repeated one is refused.
-#[derive(Debug, Default, Clone, Copy)]
+/// SECURITY: no `Debug`: it holds the agent's token, which must never reach a log line.
+#[derive(Default, Clone, Copy)]
 pub(super) struct ClientHeaders<'h> {
     pub(super) authorization: Option<&'h HeaderValue>,
     pub(super) authorizations: usize,
