@@ -229,6 +229,29 @@ fn has_tools(peeks: &[Peek]) -> bool {
         .any(|p| p.result.as_ref().is_some_and(|r| r.tools.is_some()))
 }
 
+/// The upstream's message or batch followed by the hub's own answers, as one batch. Spliced as text:
+/// the upstream's messages (already read by the peek) pass byte for byte, so nothing that a tree parse
+/// would refuse or alter (a number beyond `f64`, say) is lost on the way.
+fn merge_batch(upstream: &[u8], local: &[Value]) -> Vec<u8> {
+    let t = upstream.trim_ascii();
+    let inner = match t {
+        [b'[', inner @ .., b']'] => inner.trim_ascii(),
+        one => one,
+    };
+    let mut out = Vec::with_capacity(inner.len() + 128 * local.len() + 2);
+    out.push(b'[');
+    out.extend_from_slice(inner);
+    for v in local {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, v);
+    }
+    out.push(b']');
+    out
+}
+
 /// Filter the tools lists in a JSON message: `Ok(None)` when it needed no change.
 ///
 /// # Errors
@@ -431,13 +454,7 @@ pub async fn respond(
             if local.responses.is_empty() {
                 bytes
             } else {
-                let mut all = match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(Value::Array(a)) => a,
-                    Ok(other) => vec![other],
-                    Err(_) => Vec::new(),
-                };
-                all.extend(local.responses);
-                Bytes::from(serde_json::to_vec(&Value::Array(all)).unwrap_or_default())
+                Bytes::from(merge_batch(&bytes, &local.responses))
             }
         }
         _ if status == StatusCode::ACCEPTED && !local.responses.is_empty() => {
@@ -577,6 +594,32 @@ impl HttpBody for SseRelay {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merged_batches_keep_the_upstream_bytes() {
+        let local = [json!({"id": 9, "error": {"code": -32602}})];
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"id":1,"result":{"n":1e999}}"#,
+                r#"[{"id":1,"result":{"n":1e999}},{"error":{"code":-32602},"id":9}]"#,
+            ),
+            (
+                b" [ {\"id\":1} , {\"id\":2} ]\n",
+                r#"[{"id":1} , {"id":2},{"error":{"code":-32602},"id":9}]"#,
+            ),
+            (b"[]", r#"[{"error":{"code":-32602},"id":9}]"#),
+        ];
+        for (up, want) in cases {
+            let got = merge_batch(up, &local);
+            assert_eq!(String::from_utf8_lossy(&got), *want);
         }
     }
 }

@@ -182,6 +182,18 @@ async fn batches_are_filtered_element_by_element() {
         .collect();
     assert_eq!(names, [json!("github.search_code")]);
     assert_eq!(up.tool_calls(), ["github.get_issue"]);
+    // The hub's own answers join the upstream's messages as they came, even ones a tree parser
+    // refuses (a number beyond f64).
+    let batch = json!([
+        {"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"github.get_huge","arguments":{}}},
+        {"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"github.delete_repo","arguments":{}}}
+    ]);
+    let text = hub.client().post(&token, &batch).await.text();
+    assert!(
+        text.contains(r#"{"jsonrpc":"2.0","id":6,"result":{"content":[],"n":1e999}}"#)
+            && text.contains("Unknown tool: github.delete_repo"),
+        "{text}"
+    );
     // A batch of only hidden calls never reaches the upstream at all.
     let before = up.seen().len();
     let r = hub.client().post(&token, &json!([{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"github.delete_repo"}}])).await;

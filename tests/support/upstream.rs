@@ -236,6 +236,35 @@ fn crafted_content_type(m: &Value, tools: &[String]) -> Option<(&'static str, St
     })
 }
 
+/// Calls of tools named `*huge` are answered with a number beyond `f64` (valid JSON that a tree
+/// parser refuses), as raw text: one message, or a batch of the batch's requests.
+fn huge_answers(v: &Value) -> Option<String> {
+    let huge = |m: &Value| {
+        m["method"] == "tools/call"
+            && m["params"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("huge"))
+    };
+    let answer = |m: &Value| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[],"n":1e999}}}}"#,
+            m["id"]
+        )
+    };
+    match v {
+        Value::Array(a) if a.iter().any(huge) => Some(format!(
+            "[{}]",
+            a.iter()
+                .filter(|m| m.get("id").is_some())
+                .map(answer)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        m if huge(m) => Some(answer(m)),
+        _ => None,
+    }
+}
+
 fn result(id: &Value, r: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"result":r})
 }
@@ -359,6 +388,9 @@ async fn handle(
                 .insert("content-type", "text/event-stream".parse().unwrap());
             return Ok(r);
         }
+        return Ok(full(StatusCode::OK, "application/json", body));
+    }
+    if let Some(body) = huge_answers(&v) {
         return Ok(full(StatusCode::OK, "application/json", body));
     }
     let name = v["params"]["name"].as_str().unwrap_or("");
