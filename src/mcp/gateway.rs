@@ -225,13 +225,18 @@ impl Gateway {
                 Step::Forward(f) => f,
                 Step::Answered(r) => return r,
             },
-            Method::GET | Method::DELETE => Forward {
-                ctx,
-                parts: &parts,
-                seen,
-                body: Bytes::new(),
-                local: relay::Local::none(),
-            },
+            Method::GET | Method::DELETE => {
+                // Nothing of a GET's or DELETE's body goes upstream; it is not kept for the
+                // (possibly long) stream either.
+                drop(body);
+                Forward {
+                    ctx,
+                    parts: &parts,
+                    seen,
+                    body: Bytes::new(),
+                    local: relay::Local::none(),
+                }
+            }
             _ => return respond::method_not_allowed(),
         };
         self.forward(fwd).await
