@@ -191,14 +191,14 @@ impl std::ops::Deref for Peeks {
     }
 }
 
-/// What a JSON body from the upstream turned out to be.
-enum Peeked {
+/// What a JSON text from the upstream turned out to be.
+enum Peeked<'t> {
     /// Not an object or array: no message the filter could apply to (an empty body, `null`).
     NotMessages,
     /// An object or array the hub cannot read unambiguously; see [`peek`].
     Unreadable,
-    /// A message or batch.
-    Read(Peeks),
+    /// A message or batch, with its text (checked UTF-8).
+    Read(&'t str, Peeks),
 }
 
 /// Why the hub refused to relay an upstream message it could not read, without serde's text (which
@@ -211,16 +211,49 @@ const UNREADABLE: &str = "sent a JSON message the hub could not read (invalid UT
 /// it came: it could carry a tools list that a client reads one way (duplicate members, invalid UTF-8
 /// in a skipped string, nesting beyond serde's limit) while the hub could not filter it. The body is
 /// checked for UTF-8 as a whole first (so serde need not check each member name) and then read as text.
-fn peek(b: &[u8]) -> Peeked {
-    fn read<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
-        serde_json::from_str(std::str::from_utf8(b).ok()?).ok()
-    }
-    let read = match b.iter().find(|c| !c.is_ascii_whitespace()) {
-        Some(b'{') => read::<Peek>(b).map(Peeks::One),
-        Some(b'[') => read::<Vec<Peek>>(b).map(Peeks::Batch),
+fn peek(b: &[u8]) -> Peeked<'_> {
+    let batch = match b.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(b'{') => false,
+        Some(b'[') => true,
         _ => return Peeked::NotMessages,
     };
-    read.map_or(Peeked::Unreadable, Peeked::Read)
+    let Ok(text) = std::str::from_utf8(b) else {
+        return Peeked::Unreadable;
+    };
+    let read = if batch {
+        serde_json::from_str(text).ok().map(Peeks::Batch)
+    } else {
+        serde_json::from_str(text).ok().map(Peeks::One)
+    };
+    read.map_or(Peeked::Unreadable, |p| Peeked::Read(text, p))
+}
+
+/// What the relay passes on for one upstream JSON text (a JSON body, or an SSE event's data).
+enum Screened {
+    /// Not an object or array: nothing to filter or audit.
+    NotMessages,
+    /// Messages: as they came (`None`), or as the tools filter rewrote them.
+    Messages(Option<Vec<u8>>),
+}
+
+/// The one screening of upstream messages, for JSON bodies and SSE events alike: peek, filter any
+/// tools list, and note the calls the messages complete (only once they are sure to be relayed).
+///
+/// # Errors
+/// SECURITY: the text cannot be read unambiguously (see [`peek`]) and must not be relayed.
+fn screen(b: &[u8], rc: &RelayCtx, tracker: &mut CallTracker) -> Result<Screened, ()> {
+    let (text, peeks) = match peek(b) {
+        Peeked::NotMessages => return Ok(Screened::NotMessages),
+        Peeked::Unreadable => return Err(()),
+        Peeked::Read(text, peeks) => (text, peeks),
+    };
+    let filtered = if has_tools(&peeks) {
+        filter_json(text, rc)?
+    } else {
+        None
+    };
+    tracker.observe(&peeks);
+    Ok(Screened::Messages(filtered))
 }
 
 fn has_tools(peeks: &[Peek]) -> bool {
@@ -257,8 +290,7 @@ fn merge_batch(upstream: &[u8], local: &[Value]) -> Vec<u8> {
 /// # Errors
 /// The message cannot be read as a tree (e.g. a number beyond `f64`, which the peek skips over).
 /// SECURITY: the caller must then not pass the message on.
-fn filter_json(b: &[u8], rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
-    let text = std::str::from_utf8(b).map_err(|_| ())?;
+fn filter_json(text: &str, rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
     let mut v: Value = serde_json::from_str(text).map_err(|_| ())?;
     if !jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
         return Ok(None);
@@ -426,17 +458,12 @@ pub async fn respond(
     };
     let mut status = parts.status;
     let mut headers = headers;
-    let peeked = if media == Media::Json {
-        peek(&bytes)
+    let screened = if media == Media::Json {
+        screen(&bytes, &rc, &mut tracker)
     } else {
-        Peeked::NotMessages
+        Ok(Screened::NotMessages)
     };
-    let filtered = match &peeked {
-        Peeked::Read(peeks) if has_tools(peeks) => filter_json(&bytes, &rc),
-        Peeked::Unreadable => Err(()),
-        _ => Ok(None),
-    };
-    let Ok(filtered) = filtered else {
+    let Ok(screened) = screened else {
         tracker.finish("upstream_protocol_error");
         tracing::warn!(mcp_config = %server, "Upstream sent a JSON message the hub could not read; not relayed");
         return respond::error(
@@ -447,9 +474,8 @@ pub async fn respond(
             "upstream_protocol_error",
         );
     };
-    let body = match peeked {
-        Peeked::Read(peeks) => {
-            tracker.observe(&peeks);
+    let body = match screened {
+        Screened::Messages(filtered) => {
             let bytes = filtered.map(Bytes::from).unwrap_or(bytes);
             if local.responses.is_empty() {
                 bytes
@@ -498,21 +524,9 @@ impl SseRelay {
         let rc = &self.rc;
         let mut ev = ev;
         if let Some(d) = sse::data(&ev).filter(|d| !d.is_empty()) {
-            let filtered = match peek(&d) {
-                Peeked::NotMessages => Ok(None),
-                Peeked::Unreadable => Err(()),
-                Peeked::Read(peeks) => {
-                    self.tracker.observe(&peeks);
-                    if has_tools(&peeks) {
-                        filter_json(&d, rc)
-                    } else {
-                        Ok(None)
-                    }
-                }
-            };
-            match filtered {
-                Ok(None) => {}
-                Ok(Some(j)) => ev = sse::replace_data(&ev, &j),
+            match screen(&d, rc, &mut self.tracker) {
+                Ok(Screened::NotMessages | Screened::Messages(None)) => {}
+                Ok(Screened::Messages(Some(j))) => ev = sse::replace_data(&ev, &j),
                 // SECURITY: the unreadable message is replaced, never relayed (see `peek`).
                 Err(()) => {
                     let server = &rc.binding.config.name;
