@@ -17,6 +17,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::body::{self, ReadError};
 use super::headers as mcp_headers;
@@ -689,15 +690,14 @@ fn check_metadata_headers(
 fn screen_tool_calls<'m, 'a>(
     ctx: &Ctx,
     msgs: &'m Messages<'a>,
-) -> (Vec<&'m Message<'a>>, relay::Local) {
-    let mut forward = Vec::with_capacity(msgs.items.len());
+) -> (SmallVec<[&'m Message<'a>; 1]>, relay::Local) {
+    let mut forward = SmallVec::with_capacity(msgs.items.len());
     let mut local = relay::Local::none();
     for m in &msgs.items {
         if m.method() != Some("tools/call") {
             forward.push(m);
             continue;
         }
-        let id = m.id.clone();
         match m.name() {
             None => {
                 audit::tool_call(
@@ -709,7 +709,7 @@ fn screen_tool_calls<'m, 'a>(
                     ctx.started,
                 );
                 local.responses.push(jsonrpc::error(
-                    id,
+                    m.id.clone(),
                     code::INVALID_PARAMS,
                     "Invalid params: tools/call requires a string params.name",
                     None,
@@ -725,7 +725,7 @@ fn screen_tool_calls<'m, 'a>(
                     ctx.started,
                 );
                 local.responses.push(jsonrpc::error(
-                    id,
+                    m.id.clone(),
                     code::INVALID_PARAMS,
                     format!("Unknown tool: {name}"),
                     None,

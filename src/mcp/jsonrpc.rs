@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use smallvec::{SmallVec, smallvec};
 
 use super::filter::ToolFilter;
 
@@ -76,8 +77,8 @@ impl Message<'_> {
 pub struct Messages<'a> {
     /// Whether the body was a JSON array.
     pub batch: bool,
-    /// The messages, in order.
-    pub items: Vec<Message<'a>>,
+    /// The messages, in order. Almost always one: kept inline, off the heap.
+    pub items: SmallVec<[Message<'a>; 1]>,
 }
 
 /// Why a body is not a JSON-RPC message or batch.
@@ -282,13 +283,13 @@ pub fn parse_messages(body: &[u8]) -> Result<Messages<'_>, BodyError> {
             let items = items
                 .into_iter()
                 .map(|r| peek_message(r.get()))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<_, _>>()?;
             Ok(Messages { batch: true, items })
         }
         // One message: read in a single pass over the body, which must be an object.
         Some(b'{') => Ok(Messages {
             batch: false,
-            items: vec![peek_message(
+            items: smallvec![peek_message(
                 text.trim_matches(|c: char| c.is_ascii_whitespace()),
             )?],
         }),

@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::body::{ReadError, read_bounded};
 use super::headers as mcp_headers;
@@ -42,6 +43,9 @@ fn forwarded_response_header(name: &HeaderName) -> bool {
     )
 }
 
+/// Forwarded `tools/call` requests awaiting their responses: (id, tool).
+pub type Calls = SmallVec<[(Value, String); 1]>;
+
 /// What the hub answered itself, and what it must remember about the forwarded part.
 #[derive(Debug)]
 pub struct Local {
@@ -51,8 +55,8 @@ pub struct Local {
     pub batch: bool,
     /// Id of the single forwarded request, for error responses.
     pub single_id: Value,
-    /// Forwarded `tools/call` requests: (id, tool), for audit.
-    pub calls: Vec<(Value, String)>,
+    /// Forwarded `tools/call` requests: (id, tool), for audit. Usually one: kept inline.
+    pub calls: Calls,
 }
 
 impl Local {
@@ -62,7 +66,7 @@ impl Local {
             responses: Vec::new(),
             batch: false,
             single_id: Value::Null,
-            calls: Vec::new(),
+            calls: Calls::new(),
         }
     }
 }
@@ -111,7 +115,7 @@ pub fn local_only(local: Local, batch: bool) -> Response<Body> {
 struct CallTracker {
     who: Who,
     started: Instant,
-    pending: Vec<(Value, String)>,
+    pending: Calls,
 }
 
 impl CallTracker {
