@@ -182,13 +182,7 @@ fn crafted_list(m: &Value, tools: &[String]) -> Option<Vec<u8>> {
     }
     let kind = m["params"]["cursor"].as_str()?.strip_prefix("crafted-")?;
     let id = &m["id"];
-    let list = json!(
-        tools
-            .iter()
-            .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
-            .collect::<Vec<_>>()
-    )
-    .to_string();
+    let list = json!(tool_entries(tools)).to_string();
     let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{list}"#);
     let mut out = match kind {
         "dup" => format!(
@@ -219,11 +213,7 @@ fn crafted_content_type(m: &Value, tools: &[String]) -> Option<(&'static str, St
     let kind = m["params"]["cursor"]
         .as_str()?
         .strip_prefix("crafted-ctype-")?;
-    let list: Vec<Value> = tools
-        .iter()
-        .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
-        .collect();
-    let msg = result(&m["id"], json!({ "tools": list })).to_string();
+    let msg = result(&m["id"], json!({ "tools": tool_entries(tools) })).to_string();
     let event = format!("event: message\ndata: {msg}\n\n");
     Some(match kind {
         "upper-json" => ("Application/JSON", msg),
@@ -265,6 +255,14 @@ fn huge_answers(v: &Value) -> Option<String> {
     }
 }
 
+/// `tools/list` entries for these tool names.
+fn tool_entries<'t>(tools: impl IntoIterator<Item = &'t String>) -> Vec<Value> {
+    tools
+        .into_iter()
+        .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
+        .collect()
+}
+
 fn result(id: &Value, r: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"result":r})
 }
@@ -283,13 +281,7 @@ fn answer(m: &Value, tools: &[String], headers: &HeaderMap) -> Option<Value> {
                 .and_then(|c| c.strip_prefix('p'))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            let items: Vec<Value> = tools
-                .iter()
-                .skip(page * 2)
-                .take(2)
-                .map(|t| json!({"name": t, "inputSchema": {"type": "object"}}))
-                .collect();
-            let mut r = json!({"tools": items});
+            let mut r = json!({"tools": tool_entries(tools.iter().skip(page * 2).take(2))});
             if (page + 1) * 2 < tools.len() {
                 r["nextCursor"] = json!(format!("p{}", page + 1));
             }
@@ -373,20 +365,14 @@ async fn handle(
         return Ok(full(StatusCode::OK, "application/json", "{}"));
     }
     if let Some((ctype, body)) = crafted_content_type(&v, &tools) {
-        let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
-        r.headers_mut()
-            .insert("content-type", ctype.parse().unwrap());
-        return Ok(r);
+        return Ok(full(StatusCode::OK, ctype, body));
     }
     if let Some(body) = crafted_list(&v, &tools) {
         if force_sse {
             let mut ev = b"id: c-1\nevent: message\ndata: ".to_vec();
             ev.extend_from_slice(&body);
             ev.extend_from_slice(b"\n\n");
-            let mut r = Response::new(Full::new(Bytes::from(ev)).boxed_unsync());
-            r.headers_mut()
-                .insert("content-type", "text/event-stream".parse().unwrap());
-            return Ok(r);
+            return Ok(full(StatusCode::OK, "text/event-stream", ev));
         }
         return Ok(full(StatusCode::OK, "application/json", body));
     }

@@ -52,6 +52,7 @@ impl<'h> ClientHeaders<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::headers as mcp_headers;
     use http::header;
 
     /// Every field agrees with a lookup by name, repeated headers included.
@@ -82,10 +83,12 @@ mod tests {
         assert_eq!(s.host, h.get(header::HOST));
         assert_eq!(s.origin, h.get(header::ORIGIN));
         assert_eq!(s.content_type, h.get(header::CONTENT_TYPE));
-        assert_eq!(s.protocol_version, h.get("mcp-protocol-version"));
-        assert_eq!(s.mcp_method, h.get("mcp-method"));
+        // Against the project's header-name constants, so a misspelt name in `of` cannot pass.
+        assert_eq!(s.protocol_version, h.get(mcp_headers::PROTOCOL_VERSION));
+        assert_eq!(s.mcp_method, h.get(mcp_headers::METHOD));
+        assert_eq!(s.mcp_name, h.get(mcp_headers::NAME));
         assert_eq!(s.mcp_name.map(HeaderValue::as_bytes), Some(&b"one"[..]));
-        assert_eq!(s.session_id, h.get("mcp-session-id"));
+        assert_eq!(s.session_id, h.get(mcp_headers::SESSION_ID));
         let empty = HeaderMap::new();
         let none = ClientHeaders::of(&empty);
         assert!(none.authorization.is_none() && none.authorizations == 0 && none.host.is_none());
