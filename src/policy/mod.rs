@@ -108,8 +108,16 @@ pub enum DenyReason {
     ResolveFailed,
     /// Neither TLS with SNI nor HTTP with Host, and nothing allows opaque TCP there.
     NoHostname,
-    /// SNI, Host and request target disagree.
+    /// SNI, Host and request target disagree, or a tunnel carries another host than it was opened for.
     HostMismatch,
+    /// A request head an origin could frame differently (two `Host`s, conflicting lengths).
+    AmbiguousRequest,
+    /// It started as an HTTP request and is not a valid one (obs-fold, a bare CR, a bad header).
+    MalformedRequest,
+    /// Opaque bytes (neither TLS nor HTTP) where only a named, checked protocol is allowed.
+    OpaqueNotAllowed,
+    /// One of the hub host's own addresses (any service on it, not only the hub's listeners).
+    HostAddress,
 }
 
 impl DenyReason {
@@ -129,6 +137,10 @@ impl DenyReason {
             Self::ResolveFailed => "resolve_failed",
             Self::NoHostname => "no_hostname",
             Self::HostMismatch => "host_mismatch",
+            Self::AmbiguousRequest => "ambiguous_request",
+            Self::MalformedRequest => "malformed_request",
+            Self::OpaqueNotAllowed => "opaque_not_allowed",
+            Self::HostAddress => "host_address",
         }
     }
 }

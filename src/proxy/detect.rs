@@ -34,6 +34,65 @@ impl RequestHead {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Whether every origin reads this head the way the hub does: one `Host`, and one unambiguous body
+    /// length (RFC 9112 §3.2, §6.1, §6.3). Obs-fold and bare CRs never get here: httparse refuses them.
+    ///
+    /// SECURITY: the hub decides on this head; an origin that picked another `Host`, or framed the body
+    /// differently (and so read part of it as a second request), would serve what was never checked.
+    ///
+    /// # Errors
+    /// The first ambiguity found.
+    pub fn check_framing(&self) -> Result<(), Ambiguity> {
+        if self.all("host").count() > 1 {
+            return Err(Ambiguity::DuplicateHost);
+        }
+        let mut lengths = self.all("content-length");
+        let length = lengths.next();
+        if lengths.next().is_some()
+            || length.is_some_and(|v| v.is_empty() || !v.iter().all(u8::is_ascii_digit))
+        {
+            return Err(Ambiguity::ContentLength);
+        }
+        let mut codings = self.all("transfer-encoding");
+        if let Some(te) = codings.next() {
+            if length.is_some() {
+                return Err(Ambiguity::TransferEncodingWithLength);
+            }
+            let last = te.rsplit(|&b| b == b',').next().unwrap_or_default();
+            if codings.next().is_some()
+                || self.version == 0
+                || !last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+            {
+                return Err(Ambiguity::TransferEncoding);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request head an origin could read differently from the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ambiguity {
+    /// RFC 9112 §3.2: more than one `Host`.
+    #[error("more than one Host header")]
+    DuplicateHost,
+    /// More than one `Content-Length`, or one that is not a plain decimal number.
+    #[error("more than one Content-Length, or one that is not a decimal number")]
+    ContentLength,
+    /// Both framings at once (RFC 9112 §6.1: a request smuggling vector).
+    #[error("Transfer-Encoding together with Content-Length")]
+    TransferEncodingWithLength,
+    /// A `Transfer-Encoding` whose final coding is not `chunked`, repeated, or sent with HTTP/1.0.
+    #[error("Transfer-Encoding must be one header ending in chunked, and HTTP/1.1")]
+    TransferEncoding,
 }
 
 /// What the client opened with.
@@ -68,9 +127,13 @@ pub enum DetectError {
     /// Larger than the caps.
     #[error("opening message too large")]
     TooLarge,
-    /// Malformed TLS or HTTP.
+    /// Malformed TLS.
     #[error("malformed {0}")]
     Malformed(&'static str),
+    /// It started like an HTTP request, and is not one httparse accepts (obs-fold, a bare CR, a bad
+    /// header name): answerable with a 400, unlike the other failures.
+    #[error("malformed HTTP request head")]
+    BadHttp,
     /// The socket failed or closed early.
     #[error("connection closed: {0}")]
     Io(#[from] std::io::Error),
@@ -84,10 +147,21 @@ async fn read_more(s: &mut TcpStream, buf: &mut BytesMut) -> Result<(), DetectEr
     Ok(())
 }
 
+/// Whether the opening is an HTTP/1 request line as any origin might take it: after the empty lines
+/// RFC 9112 §2.2 lets servers skip, a method made of token characters (any case: some servers accept
+/// `get`) and a space. Read wider than the methods the hub knows, because whatever this misses is
+/// treated as opaque bytes, which only a raw-TCP allowance lets through. A first segment that ends
+/// before the space must be a prefix of an uppercase method, or an opaque protocol that opens with a
+/// short word (`ping`) would wait here for a request line that never comes.
 fn looks_like_http(b: &[u8]) -> bool {
-    let method_end = b.iter().position(|&c| c == b' ');
-    match method_end {
-        Some(n) => n > 0 && n <= 16 && b[..n].iter().all(u8::is_ascii_uppercase),
+    let start = b.iter().position(|&c| c != b'\r' && c != b'\n');
+    let Some(start) = start else {
+        return !b.is_empty();
+    };
+    let b = &b[start..];
+    let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    match b.iter().position(|&c| c == b' ') {
+        Some(n) => n > 0 && n <= 16 && b[..n].iter().all(tchar),
         None => b.len() <= 16 && b.iter().all(u8::is_ascii_uppercase),
     }
 }
@@ -102,10 +176,27 @@ pub async fn sniff(
     first_byte: Duration,
     timeout: Duration,
 ) -> Result<Sniffed, DetectError> {
-    let mut buf = BytesMut::with_capacity(4096);
-    match tokio::time::timeout(first_byte, read_more(s, &mut buf)).await {
-        Err(_) => return Ok(Sniffed::Opaque(Bytes::new())),
-        Ok(r) => r?,
+    sniff_after(s, &[], first_byte, timeout).await
+}
+
+/// `sniff` for a stream whose first bytes (`already`) were read with something else, e.g. the bytes
+/// a client sent in the same segment as its CONNECT request: they are judged with the rest, and kept.
+///
+/// # Errors
+/// Timeouts, caps, malformed openings, I/O.
+pub async fn sniff_after(
+    s: &mut TcpStream,
+    already: &[u8],
+    first_byte: Duration,
+    timeout: Duration,
+) -> Result<Sniffed, DetectError> {
+    let mut buf = BytesMut::with_capacity(4096.max(already.len()));
+    buf.extend_from_slice(already);
+    if buf.is_empty() {
+        match tokio::time::timeout(first_byte, read_more(s, &mut buf)).await {
+            Err(_) => return Ok(Sniffed::Opaque(Bytes::new())),
+            Ok(r) => r?,
+        }
     }
     let fut = async {
         if buf[0] == 0x16 {
@@ -173,7 +264,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, DetectErro
             Ok(Some((head, n)))
         }
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(DetectError::Malformed("HTTP request head")),
+        Err(_) => Err(DetectError::BadHttp),
     }
 }
 
@@ -212,7 +303,79 @@ mod tests {
         assert!(parse_head(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").is_err());
         assert!(looks_like_http(b"GET / HTTP/1.1"));
         assert!(looks_like_http(b"CONN"));
-        assert!(!looks_like_http(b"SSH-2.0-OpenSSH"));
+        assert!(!looks_like_http(b"SSH-2.0-OpenSSH_9.2p1 Debian-2"));
+        assert!(looks_like_http(b"\r\nGET / HTTP/1.1"));
+        assert!(looks_like_http(b"get / HTTP/1.1"));
         assert!(!looks_like_http(&[0x16, 3, 1]));
+    }
+
+    fn framing(head: &str) -> Result<(), Ambiguity> {
+        let (h, _) = parse_head(head.as_bytes()).unwrap().unwrap();
+        h.check_framing()
+    }
+
+    #[test]
+    fn ambiguous_heads_are_named() {
+        use Ambiguity::*;
+        let cases: &[(&str, Result<(), Ambiguity>)] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(())),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+                Ok(()),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok(()),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+                Ok(()),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                Err(DuplicateHost),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Err(ContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+                Err(ContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+                Err(ContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(TransferEncodingWithLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                Err(TransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(TransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(TransferEncoding),
+            ),
+        ];
+        for (head, want) in cases {
+            assert_eq!(framing(head), *want, "{head:?}");
+        }
+        // Obs-fold and a bare CR do not parse at all: the caller answers 400 malformed_request.
+        for head in [
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\rHost: b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_head(head.as_bytes()), Err(DetectError::BadHttp)),
+                "{head:?}"
+            );
+        }
     }
 }

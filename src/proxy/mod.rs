@@ -8,6 +8,7 @@
 //! connection is served by the gateway in-process.
 
 pub mod detect;
+pub mod forward;
 pub mod io;
 pub mod respond;
 pub mod splice;
@@ -27,7 +28,7 @@ use crate::config::snapshot::{DevboxView, canonical_ip};
 use crate::mcp::gateway::Gateway;
 use crate::policy::host::{Target, parse_host, split_host_port};
 use crate::policy::{self, Allowance, Allowed, DenyReason, Verdict};
-use detect::{RequestHead, Sniffed};
+use detect::{DetectError, RequestHead, Sniffed};
 use io::Prefixed;
 
 /// How long a client may stay silent before the connection is treated as server-speaks-first.
@@ -399,6 +400,7 @@ impl Egress {
         let sniffed = match detect::sniff(&mut s, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout).await
         {
             Ok(x) => x,
+            Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
             Err(_) => {
                 ctx.reason = "malformed_opening";
                 return respond::reset(s);
@@ -436,20 +438,18 @@ impl Egress {
             Sniffed::Http {
                 head,
                 bytes,
-                head_len,
+                head_len: _,
             } => {
+                if let Err(a) = head.check_framing() {
+                    return refuse_http(ctx, &mut s, ambiguous(a)).await;
+                }
                 let Some(host) = head.header("host").map(str::to_string) else {
-                    ctx.deny(DenyReason::NoHostname);
-                    return respond::http(
-                        &mut s,
-                        400,
-                        DenyReason::NoHostname,
-                        "a Host header is required\n",
-                    )
-                    .await;
+                    let r =
+                        Refusal::new(400, DenyReason::NoHostname, "a Host header is required\n");
+                    return refuse_http(ctx, &mut s, r).await;
                 };
                 ctx.host = Some(host.clone());
-                self.plain_http(&snap, ctx, s, head, &host, bytes, head_len, dst.port())
+                self.plain_http(&snap, ctx, s, head, &host, bytes, dst.port())
                     .await;
             }
             Sniffed::Opaque(bytes) => {
@@ -475,7 +475,7 @@ impl Egress {
         let snap = self.state.load_full();
         if self.identify(&snap, ctx).is_err() {
             let body = respond::explain(DenyReason::UnknownDevbox, "*", None, None);
-            return respond::http(&mut s, 403, DenyReason::UnknownDevbox, &body).await;
+            return respond::http(&mut s, 403, DenyReason::UnknownDevbox.as_str(), &body).await;
         }
         let eg = &snap.config.egress;
         let (head, bytes, head_len) =
@@ -485,17 +485,19 @@ impl Egress {
                     bytes,
                     head_len,
                 }) => (head, bytes, head_len),
+                Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
                 _ => {
-                    ctx.reason = "not_a_proxy_request";
-                    return respond::http(
-                        &mut s,
+                    let r = Refusal::new(
                         400,
                         DenyReason::NoHostname,
                         "expected an HTTP proxy request (CONNECT or absolute-form)\n",
-                    )
-                    .await;
+                    );
+                    return refuse_http(ctx, &mut s, r).await;
                 }
             };
+        if let Err(a) = head.check_framing() {
+            return refuse_http(ctx, &mut s, ambiguous(a)).await;
+        }
         if head.method.eq_ignore_ascii_case("CONNECT") {
             ctx.connect = Some(head.target.clone());
             return self
@@ -504,29 +506,24 @@ impl Egress {
         }
         // Absolute-form: GET http://host[:port]/path
         let Ok(uri) = head.target.parse::<http::Uri>() else {
-            ctx.deny(DenyReason::InvalidHost);
-            return respond::http(
-                &mut s,
+            let r = Refusal::new(
                 400,
                 DenyReason::InvalidHost,
                 "request target is not a URL\n",
-            )
-            .await;
+            );
+            return refuse_http(ctx, &mut s, r).await;
         };
         let (Some("http"), Some(auth)) = (uri.scheme_str(), uri.authority()) else {
-            ctx.deny(DenyReason::NoHostname);
-            return respond::http(
-                &mut s,
+            let r = Refusal::new(
                 400,
                 DenyReason::NoHostname,
                 "use CONNECT for https, or an absolute http:// URL\n",
-            )
-            .await;
+            );
+            return refuse_http(ctx, &mut s, r).await;
         };
         let auth = auth.as_str().to_string();
         ctx.host = Some(auth.clone());
-        self.plain_http(&snap, ctx, s, head, &auth, bytes, head_len, 80)
-            .await;
+        self.plain_http(&snap, ctx, s, head, &auth, bytes, 80).await;
     }
 
     /// Stages resolve, admit and dial for the HTTP-speaking paths (CONNECT, plain HTTP). On failure the
@@ -544,19 +541,14 @@ impl Egress {
             Err(r) => {
                 let (devbox, policy) = ctx.names();
                 let body = respond::explain(r, host, devbox, policy);
-                respond::http(s, 403, r, &body).await;
+                respond::http(s, 403, r.as_str(), &body).await;
                 return None;
             }
         };
         let up = self.dial(snap, ctx, &allowed).await;
         if up.is_none() {
-            respond::http(
-                s,
-                502,
-                DenyReason::ResolveFailed,
-                &format!("{host}:{port}: upstream unreachable\n"),
-            )
-            .await;
+            let body = format!("{host}:{port}: upstream unreachable\n");
+            respond::http(s, 502, ctx.reason, &body).await;
         }
         up
     }
@@ -590,34 +582,26 @@ impl Egress {
         rest: Bytes,
     ) {
         let Some((host, port)) = split_host_port(&head.target, 443) else {
-            ctx.deny(DenyReason::InvalidHost);
-            return respond::http(
-                &mut s,
-                400,
-                DenyReason::InvalidHost,
-                "CONNECT needs host:port\n",
-            )
-            .await;
+            let r = Refusal::new(400, DenyReason::InvalidHost, "CONNECT needs host:port\n");
+            return refuse_http(ctx, &mut s, r).await;
         };
-        let (devbox, policy) = ctx.names();
-        let (devbox, policy) = (devbox.map(str::to_string), policy.map(str::to_string));
-        let deny = |r: DenyReason| respond::explain(r, host, devbox.as_deref(), policy.as_deref());
         let target = match parse_host(host) {
             Ok(t) => t,
             Err(_) => {
-                let r = ctx.deny(DenyReason::InvalidHost);
-                return respond::http(&mut s, 400, r, &deny(r)).await;
+                return refuse_http(
+                    ctx,
+                    &mut s,
+                    Refusal::policy(400, DenyReason::InvalidHost, host),
+                )
+                .await;
             }
         };
         let a = match self.decide(snap, ctx, &target, port) {
             Ok(a) => a,
-            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+            Err(r) => return refuse_http(ctx, &mut s, Refusal::policy(403, r, host)).await,
         };
         if a == Allowance::McpGateway {
-            if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .await
-                .is_err()
-            {
+            if s.write_all(CONNECT_OK).await.is_err() {
                 return;
             }
             return self.intercept(ctx, Prefixed::new(rest, s)).await;
@@ -628,39 +612,89 @@ impl Egress {
         else {
             return;
         };
-        if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await
-            .is_err()
-        {
+        if s.write_all(CONNECT_OK).await.is_err() {
             return;
         }
-        // SECURITY: inside the tunnel the TLS server name must be the host that was checked.
-        let mut replay = rest.to_vec();
-        if replay.is_empty() || replay[0] == 0x16 {
-            let eg = &snap.config.egress;
-            match detect::sniff(&mut s, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout).await {
-                Ok(Sniffed::Tls { bytes, sni }) => {
-                    if let Some(sni) = &sni {
-                        ctx.sni = Some(sni.clone());
-                        if parse_host(sni).ok().as_ref() != Some(&target) {
-                            ctx.deny(DenyReason::HostMismatch);
-                            return respond::tls(&mut s).await;
-                        }
+        // SECURITY: whatever the tunnel starts with is judged as the transparent path judges it, including
+        // bytes sent in the same segment as the CONNECT: TLS must name the CONNECT host in its SNI,
+        // plain HTTP must carry it in Host and target (and only that one request is forwarded), and
+        // anything else is raw TCP, allowed only where the policy allows raw TCP to the address dialled.
+        let eg = &snap.config.egress;
+        let sniffed =
+            match detect::sniff_after(&mut s, &rest, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout)
+                .await
+            {
+                Ok(x) => x,
+                Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
+                Err(_) => {
+                    ctx.deny(DenyReason::MalformedRequest);
+                    return respond::reset(s);
+                }
+            };
+        match sniffed {
+            Sniffed::Tls { bytes, sni } => {
+                if let Some(sni) = &sni {
+                    ctx.sni = Some(sni.clone());
+                    if parse_host(sni).ok().as_ref() != Some(&target) {
+                        ctx.deny(DenyReason::HostMismatch);
+                        return respond::tls(&mut s).await;
                     }
-                    replay.extend_from_slice(&bytes);
                 }
-                Ok(Sniffed::Http { bytes, .. }) | Ok(Sniffed::Opaque(bytes)) => {
-                    replay.extend_from_slice(&bytes)
+                self.tunnel(snap, ctx, s, up, &bytes, (&target, port)).await;
+            }
+            Sniffed::Http { head, bytes, .. } => {
+                let inner = match head.header("host") {
+                    Some(h) => h.to_string(),
+                    None if head.check_framing().is_ok() => {
+                        let r = Refusal::new(
+                            400,
+                            DenyReason::NoHostname,
+                            "a Host header is required\n",
+                        );
+                        return refuse_http(ctx, &mut s, r).await;
+                    }
+                    None => String::new(),
+                };
+                ctx.host = Some(inner.clone());
+                let path = match judge_head(&head, &inner, port) {
+                    Ok((t, p, path)) if t == target && p == port => path,
+                    Ok(_) => {
+                        return refuse_http(
+                            ctx,
+                            &mut s,
+                            Refusal::policy(421, DenyReason::HostMismatch, &inner),
+                        )
+                        .await;
+                    }
+                    Err(r) => return refuse_http(ctx, &mut s, r.about(&inner)).await,
+                };
+                self.forward(snap, ctx, Prefixed::new(bytes, s), up, path)
+                    .await;
+            }
+            Sniffed::Opaque(bytes) => {
+                // Bytes the hub cannot read a host from (another protocol, or HTTP spelled so that
+                // only some origins take it, like a lowercase method) are raw TCP, and raw TCP is
+                // judged by the address dialled, as for an opaque transparent connection: a name in
+                // `allowed_hostnames` covers the protocols whose host the hub checks, not any.
+                let policy = ctx.devbox.as_ref().and_then(|d| d.policy.as_deref());
+                let raw = ctx.dialled.map(|d| Target::Ip(d.ip()));
+                let ok = raw.is_some_and(|t| {
+                    matches!(
+                        policy::decide(policy, &snap.policy_env, &t, port),
+                        Verdict::Allow(a) if a != Allowance::McpGateway
+                    )
+                });
+                if !ok {
+                    ctx.deny(DenyReason::OpaqueNotAllowed);
+                    return respond::reset(s);
                 }
-                Err(_) => return,
+                self.tunnel(snap, ctx, s, up, &bytes, (&target, port)).await;
             }
         }
-        self.tunnel(snap, ctx, s, up, &replay, (&target, port))
-            .await;
     }
 
     /// One plain-HTTP request (transparent, or absolute-form through the explicit proxy): checked against
-    /// its Host, forwarded in origin-form with `Connection: close`, so a second request on the same
+    /// its Host, and only that request is forwarded (`forward`), so a second request on the same
     /// connection can never be routed anywhere else.
     #[allow(clippy::too_many_arguments)] // one pipeline stage; the parts are what was sniffed
     async fn plain_http(
@@ -671,53 +705,24 @@ impl Egress {
         head: RequestHead,
         authority: &str,
         bytes: Bytes,
-        head_len: usize,
         default_port: u16,
     ) {
-        let (devbox, policy) = ctx.names();
-        let (devbox, policy) = (devbox.map(str::to_string), policy.map(str::to_string));
-        let Some((host, port)) = split_host_port(authority, default_port) else {
-            let r = ctx.deny(DenyReason::InvalidHost);
-            return respond::http(&mut s, 400, r, "bad Host\n").await;
+        let (target, port, path) = match judge_head(&head, authority, default_port) {
+            Ok(x) => x,
+            Err(r) => return refuse_http(ctx, &mut s, r.about(authority)).await,
         };
-        let deny = |r: DenyReason| respond::explain(r, host, devbox.as_deref(), policy.as_deref());
-        let target = match parse_host(host) {
-            Ok(t) => t,
-            Err(_) => {
-                let r = ctx.deny(DenyReason::InvalidHost);
-                return respond::http(&mut s, 400, r, &deny(r)).await;
-            }
-        };
-        // SECURITY: Host, the request target and (transparent) nothing else may disagree.
-        let path = match head.target.parse::<http::Uri>() {
-            Ok(u) if u.authority().is_some() => {
-                let same = u.host().map(parse_host).and_then(Result::ok).as_ref() == Some(&target);
-                let host_hdr = head
-                    .header("host")
-                    .and_then(|h| split_host_port(h, default_port))
-                    .map(|(h, _)| parse_host(h).ok());
-                if !same || host_hdr.is_some_and(|h| h.as_ref() != Some(&target)) {
-                    let r = ctx.deny(DenyReason::HostMismatch);
-                    return respond::http(&mut s, 421, r, &deny(r)).await;
-                }
-                u.path_and_query()
-                    .map_or("/".to_string(), |p| p.as_str().to_string())
-            }
-            _ => head.target.clone(),
-        };
+        let host = authority_host(authority, default_port);
         let a = match self.decide(snap, ctx, &target, port) {
             Ok(a) => a,
-            Err(r) => return respond::http(&mut s, 403, r, &deny(r)).await,
+            Err(r) => return refuse_http(ctx, &mut s, Refusal::policy(403, r, host)).await,
         };
         if a == Allowance::McpGateway {
-            let r = ctx.deny(DenyReason::McpGatewayNotAllowed);
-            return respond::http(
-                &mut s,
+            let r = Refusal::new(
                 403,
-                r,
+                DenyReason::McpGatewayNotAllowed,
                 &format!("{host}: the MCP gateway is served over https only\n"),
-            )
-            .await;
+            );
+            return refuse_http(ctx, &mut s, r).await;
         }
         let Some(up) = self
             .reach(snap, ctx, &mut s, a, (&target, host, port))
@@ -725,27 +730,139 @@ impl Egress {
         else {
             return;
         };
-        let mut out = format!("{} {} HTTP/1.{}\r\n", head.method, path, head.version).into_bytes();
-        const HOP: &[&str] = &[
-            "connection",
-            "proxy-connection",
-            "keep-alive",
-            "proxy-authorization",
-            "te",
-            "upgrade",
-        ];
-        for (n, v) in &head.headers {
-            if !HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) {
-                out.extend_from_slice(n.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(v);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        out.extend_from_slice(&bytes[head_len..]);
-        self.tunnel(snap, ctx, s, up, &out, (&target, port)).await;
+        self.forward(snap, ctx, Prefixed::new(bytes, s), up, path)
+            .await;
     }
+
+    /// Stage forward for both plain-HTTP paths; the outcome goes into the audit context.
+    async fn forward(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut ConnCtx,
+        client: Prefixed<TcpStream>,
+        up: TcpStream,
+        path: String,
+    ) {
+        let timeout = snap.config.egress.idle_timeout;
+        let (outcome, up_bytes, down_bytes) = forward::one_request(client, up, path, timeout).await;
+        if outcome != forward::Outcome::Relayed {
+            ctx.verdict = "error";
+            ctx.reason = outcome.as_str();
+        }
+        ctx.up = up_bytes;
+        ctx.down = down_bytes;
+    }
+}
+
+const CONNECT_OK: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// A refusal answered in HTTP: the status, the reason (sent as `X-Proxy-Error` and audited, the same
+/// value) and the text for the agent.
+struct Refusal {
+    status: u16,
+    reason: DenyReason,
+    /// The body, or `None` for the policy explanation (`respond::explain`) about the host.
+    body: Option<String>,
+    host: String,
+}
+
+impl Refusal {
+    fn new(status: u16, reason: DenyReason, body: &str) -> Self {
+        Self {
+            status,
+            reason,
+            body: Some(body.to_string()),
+            host: String::new(),
+        }
+    }
+
+    fn policy(status: u16, reason: DenyReason, host: &str) -> Self {
+        Self {
+            status,
+            reason,
+            body: None,
+            host: host.to_string(),
+        }
+    }
+
+    fn about(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+}
+
+/// The one exit for HTTP refusals: the audit context and the answer get the same reason.
+async fn refuse_http(ctx: &mut ConnCtx, s: &mut TcpStream, r: Refusal) {
+    ctx.deny(r.reason);
+    let body = match r.body {
+        Some(b) => b,
+        None => {
+            let (devbox, policy) = ctx.names();
+            respond::explain(r.reason, &r.host, devbox, policy)
+        }
+    };
+    respond::http(s, r.status, r.reason.as_str(), &body).await;
+}
+
+fn bad_http() -> Refusal {
+    Refusal::new(
+        400,
+        DenyReason::MalformedRequest,
+        "malformed HTTP request head (obs-fold, a bare CR, or an invalid header)\n",
+    )
+}
+
+fn ambiguous(a: detect::Ambiguity) -> Refusal {
+    Refusal::new(400, DenyReason::AmbiguousRequest, &format!("{a}\n"))
+}
+
+/// The host part of an authority, for messages.
+fn authority_host(authority: &str, default_port: u16) -> &str {
+    split_host_port(authority, default_port).map_or(authority, |(h, _)| h)
+}
+
+/// Judge a plain-HTTP head against the authority it will be routed by (its `Host`, or the absolute
+/// target's authority): unambiguous framing, a parseable host, and the request target and `Host`
+/// naming the same host. Returns the destination, its port and the origin-form path to forward.
+///
+/// SECURITY: Host, the request target and (in a tunnel) the CONNECT authority may not disagree.
+fn judge_head(
+    head: &RequestHead,
+    authority: &str,
+    default_port: u16,
+) -> Result<(Target, u16, String), Refusal> {
+    if let Err(a) = head.check_framing() {
+        return Err(ambiguous(a));
+    }
+    let invalid = || Refusal::policy(400, DenyReason::InvalidHost, authority);
+    let (host, port) = split_host_port(authority, default_port).ok_or_else(invalid)?;
+    let target = parse_host(host).map_err(|_| invalid())?;
+    let mismatch = || Refusal::policy(421, DenyReason::HostMismatch, host);
+    let path = match head.target.parse::<http::Uri>() {
+        Ok(u) if u.authority().is_some() => {
+            let same = u.host().map(parse_host).and_then(Result::ok).as_ref() == Some(&target)
+                && u.port_u16().unwrap_or(default_port) == port;
+            let host_hdr = head.header("host").map(|h| {
+                split_host_port(h, default_port).and_then(|(h, p)| Some((parse_host(h).ok()?, p)))
+            });
+            if !same || host_hdr.is_some_and(|h| h != Some((target.clone(), port))) {
+                return Err(mismatch());
+            }
+            u.path_and_query()
+                .map_or("/".to_string(), |p| p.as_str().to_string())
+        }
+        _ if head.target.starts_with('/') => head.target.clone(),
+        // `*` (OPTIONS) is origin-form enough; anything else is not a target an origin reads alike.
+        _ if head.target == "*" => head.target.clone(),
+        _ => {
+            return Err(Refusal::new(
+                400,
+                DenyReason::MalformedRequest,
+                "request target is not a path or an http:// URL\n",
+            ));
+        }
+    };
+    Ok((target, port, path))
 }
 
 #[cfg(test)]

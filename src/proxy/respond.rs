@@ -29,8 +29,9 @@ pub fn explain(
     )
 }
 
-/// 403 with `X-Proxy-Error`, then close.
-pub async fn http(s: &mut TcpStream, status: u16, reason: DenyReason, body: &str) {
+/// `status` with `X-Proxy-Error: code`, then close. `code` is the reason the audit line records: a
+/// `DenyReason`'s code for refusals, or an error code (`upstream_unreachable`) for failures.
+pub async fn http(s: &mut TcpStream, status: u16, code: &str, body: &str) {
     let text = match status {
         400 => "Bad Request",
         421 => "Misdirected Request",
@@ -39,8 +40,7 @@ pub async fn http(s: &mut TcpStream, status: u16, reason: DenyReason, body: &str
         _ => "Forbidden",
     };
     let msg = format!(
-        "HTTP/1.1 {status} {text}\r\nX-Proxy-Error: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason.as_str(),
+        "HTTP/1.1 {status} {text}\r\nX-Proxy-Error: {code}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = s.write_all(msg.as_bytes()).await;

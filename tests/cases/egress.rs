@@ -15,7 +15,7 @@ const POLICIES: &str = r#"
 [[network_policies]]
 name = "agents"
 description = "what agents may reach"
-allowed_hostnames = ["localhost", "*.example.org"]
+allowed_hostnames = ["localhost", "*.example.org", "127.0.0.2"]
 allow_mcp_gateway = true
 
 [[network_policies]]
@@ -34,8 +34,14 @@ async fn hub(private: &str) -> (Hub, SocketAddr) {
     (hub, explicit)
 }
 
+/// A TCP echo server on 127.0.0.2, which the "agents" policy lists as a raw IP: opaque bytes through a
+/// CONNECT are judged by the address dialled, and 127.0.0.1 is the devbox's own address here.
 async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_server_on("127.0.0.2").await
+}
+
+async fn echo_server_on(ip: &str) -> SocketAddr {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -121,13 +127,23 @@ async fn connect_verdicts_and_reasons() {
     hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
     let echo = echo_server().await;
 
-    // Allowed name: tunnelled to the address the hub resolved.
-    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    // Allowed raw IP: opaque bytes tunnelled.
+    let (mut s, resp) = raw(proxy, &connect(&echo.to_string())).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     s.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
     s.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"ping");
+    // SECURITY: an allowed name carries only what the hub can check the host of; opaque bytes to a
+    // name are judged by the address dialled (here the devbox's own) and reset.
+    let echo1 = echo_server_on("127.0.0.1").await;
+    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo1.port()))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    s.write_all(b"ping").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 
     // Denied name: immediate 403 with a reason code and an explanation naming host and policy.
     let (_, resp) = raw(proxy, &connect("github.com:443")).await;
@@ -145,10 +161,10 @@ async fn connect_verdicts_and_reasons() {
 
     // Raw IPs in every spelling.
     for t in [
-        format!("127.0.0.2:{}", echo.port()),
-        "2130706434:80".into(),
-        "0x7f.2:80".into(),
-        "0177.0.0.2:80".into(),
+        format!("127.0.0.3:{}", echo.port()),
+        "2130706435:80".into(),
+        "0x7f.3:80".into(),
+        "0177.0.0.3:80".into(),
         "[::ffff:169.254.169.254]:80".into(),
         "169.254.169.254:80".into(),
     ] {
@@ -164,7 +180,7 @@ async fn connect_verdicts_and_reasons() {
         assert_denied(&resp, "loop_to_hub");
     }
     // An allowed CONNECT cannot carry TLS for another name.
-    let (s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    let (s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo1.port()))).await;
     assert!(resp.starts_with("HTTP/1.1 200"));
     let cfg = rustls::ClientConfig::builder()
         .with_root_certificates(rustls::RootCertStore::empty())
@@ -218,8 +234,9 @@ async fn absolute_form_requests_are_checked_and_rewritten() {
     assert!(all.starts_with("HTTP/1.1 200"), "{all}");
     // The origin saw origin-form, its own Host, no proxy headers, and Connection: close.
     assert!(all.contains("GET /x?y=1 HTTP/1.1\r\n"), "{all}");
+    let lower = all.to_ascii_lowercase();
     assert!(
-        all.contains("Connection: close\r\n") && !all.contains("Proxy-Connection"),
+        lower.contains("\r\nconnection: close\r\n") && !lower.contains("proxy-connection"),
         "{all}"
     );
 
@@ -380,23 +397,15 @@ async fn a_reload_that_removes_a_hostname_closes_its_open_tunnels() {
     let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
     hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
     let echo = echo_server().await;
-    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+    let (mut s, resp) = raw(proxy, &connect(&echo.to_string())).await;
     assert!(resp.starts_with("HTTP/1.1 200"));
     s.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
     s.read_exact(&mut b).await.unwrap();
-    // The operator removes the hostname.
+    // The operator removes the address from the policy.
     let text = std::fs::read_to_string(&hub.config_file).unwrap();
-    assert!(text.contains("allowed_hostnames = [\"localhost\", "));
-    std::fs::write(
-        &hub.config_file,
-        text.replacen(
-            "allowed_hostnames = [\"localhost\", ",
-            "allowed_hostnames = [",
-            1,
-        ),
-    )
-    .unwrap();
+    assert!(text.contains(", \"127.0.0.2\"]"));
+    std::fs::write(&hub.config_file, text.replacen(", \"127.0.0.2\"]", "]", 1)).unwrap();
     let removed = std::time::Instant::now();
     // The open tunnel is closed (EOF) within a second; a new one is refused.
     let mut buf = [0u8; 16];
@@ -410,8 +419,8 @@ async fn a_reload_that_removes_a_hostname_closes_its_open_tunnels() {
         "{:?}",
         removed.elapsed()
     );
-    let (_, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
-    assert_denied(&resp, "not_in_allowed_hostnames");
+    let (_, resp) = raw(proxy, &connect(&echo.to_string())).await;
+    assert_denied(&resp, "raw_ip");
 }
 
 #[tokio::test]
@@ -420,7 +429,7 @@ async fn reloads_under_tunnelled_load_fail_no_connection() {
     hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
     let echo = echo_server().await;
     let probe = move || async move {
-        let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
+        let (mut s, resp) = raw(proxy, &connect(&echo.to_string())).await;
         let mut b = [0u8; 4];
         resp.starts_with("HTTP/1.1 200")
             && s.write_all(b"ping").await.is_ok()
@@ -442,5 +451,132 @@ async fn reloads_under_tunnelled_load_fail_no_connection() {
         0,
         "{failed} of {} tunnelled requests failed across 10 reloads",
         ok + failed
+    );
+}
+
+/// Everything the proxy answers on `s` until it closes (or 5 s pass).
+async fn read_all(s: &mut TcpStream, mut got: String) -> String {
+    let mut b = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return got,
+            Ok(Ok(n)) => got.push_str(&String::from_utf8_lossy(&b[..n])),
+        }
+    }
+}
+
+fn assert_refused(resp: &str, status: u16, reason: &str) {
+    assert!(
+        resp.starts_with(&format!("HTTP/1.1 {status} ")),
+        "want {status}: {resp}"
+    );
+    assert!(
+        resp.contains(&format!("X-Proxy-Error: {reason}\r\n")),
+        "want {reason}: {resp}"
+    );
+}
+
+#[tokio::test]
+async fn requests_an_origin_could_read_differently_are_refused() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let p = http_origin().await.port();
+    let url = format!("http://localhost:{p}/");
+    let ok_host = format!("Host: localhost:{p}\r\n");
+    // SECURITY (RFC 9112 §3.2, §6.3): two Hosts, conflicting lengths, both framings: 400, never forwarded.
+    for (extra, reason) in [
+        ("Host: evil.example\r\n", "ambiguous_request"),
+        (
+            "Content-Length: 1\r\nContent-Length: 2\r\n",
+            "ambiguous_request",
+        ),
+        (
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "ambiguous_request",
+        ),
+        (
+            "Transfer-Encoding: chunked, identity\r\n",
+            "ambiguous_request",
+        ),
+        ("X-Folded: a\r\n b\r\n", "malformed_request"),
+        ("X-Bare: a\rHost: evil.example\r\n", "malformed_request"),
+    ] {
+        let (_, resp) = raw(
+            proxy,
+            &format!("POST {url} HTTP/1.1\r\n{ok_host}{extra}\r\n"),
+        )
+        .await;
+        assert_refused(&resp, 400, reason);
+    }
+    // The duplicate after the CONNECT, inside the tunnel, as well.
+    let (mut s, resp) = raw(proxy, &connect(&format!("localhost:{p}"))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    s.write_all(format!("GET / HTTP/1.1\r\n{ok_host}Host: evil.example\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_refused(
+        &read_all(&mut s, String::new()).await,
+        400,
+        "ambiguous_request",
+    );
+}
+
+#[tokio::test]
+async fn plain_http_inside_a_connect_tunnel_must_name_the_connect_host() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let p = http_origin().await.port();
+    let tunnel = connect(&format!("localhost:{p}"));
+    // SECURITY: another Host inside an allowed tunnel, after the 200 or in the CONNECT's own segment,
+    // in any spelling an origin accepts (a lowercase method, leading empty lines, absolute-form).
+    for inner in [
+        "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_string(),
+        "get / HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_string(),
+        "\r\nGET / HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_string(),
+        format!("GET http://evil.example/ HTTP/1.1\r\nHost: localhost:{p}\r\n\r\n"),
+        format!("GET / HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", p + 1),
+    ] {
+        let (mut s, resp) = raw(proxy, &tunnel).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        s.write_all(inner.as_bytes()).await.unwrap();
+        let got = read_all(&mut s, String::new()).await;
+        assert_refused(&got, 421, "host_mismatch");
+        assert!(!got.contains("evil.example\r\n\r\nHTTP"), "{got}");
+
+        let (mut s, resp) = raw(proxy, &format!("{tunnel}{inner}")).await;
+        let got = read_all(&mut s, resp).await;
+        assert!(
+            got.starts_with("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 421 "),
+            "{inner:?}: {got}"
+        );
+        assert!(got.contains("X-Proxy-Error: host_mismatch\r\n"), "{got}");
+    }
+    // The host it was opened for is served, and only the first request reaches the origin: a second
+    // one pipelined behind it (for another host) is never forwarded.
+    let (mut s, resp) = raw(proxy, &tunnel).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    s.write_all(
+        format!("GET /first HTTP/1.1\r\nHost: localhost:{p}\r\n\r\nGET /second HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = read_all(&mut s, String::new()).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+    assert!(
+        got.contains("GET /first HTTP/1.1\r\n") && got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{got}"
+    );
+    assert!(!got.contains("/second"), "{got}");
+    // The same holds for a transparent-style request through the explicit proxy.
+    let (mut s, resp) = raw(
+        proxy,
+        &format!("GET http://localhost:{p}/one HTTP/1.1\r\nHost: localhost:{p}\r\n\r\nGET /two HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+    )
+    .await;
+    let got = read_all(&mut s, resp).await;
+    assert!(
+        got.contains("GET /one HTTP/1.1\r\n") && !got.contains("/two"),
+        "{got}"
     );
 }
