@@ -160,6 +160,9 @@ pub struct EgressSettings {
     pub gateway_addresses: Vec<std::net::IpAddr>,
     /// Non-public destination ranges the operator allows.
     pub allowed_private_ranges: Vec<ipnet::IpNet>,
+    /// Services on the hub host itself devboxes may reach: address and port (`None`: every port).
+    /// Every other port on every host address is refused (`host_address`).
+    pub allowed_host_services: Vec<(std::net::IpAddr, Option<u16>)>,
     /// Hosts that make up the agent gateway (`allow_agent_gateway`).
     pub agent_gateway_hosts: Vec<crate::policy::host::HostPattern>,
     /// Upstream TCP connect timeout.

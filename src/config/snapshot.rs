@@ -335,6 +335,7 @@ fn policy_env(config: &Config, devboxes: &HashMap<IpAddr, Arc<DevboxView>>) -> c
         allowed_private_ranges: e.allowed_private_ranges.clone(),
         self_addrs,
         self_ports: listens.iter().map(|l| l.port()).collect(),
+        host_services: e.allowed_host_services.clone(),
     }
 }
 

@@ -540,6 +540,24 @@ fn host_patterns(
     out
 }
 
+/// `ADDRESS:PORT` or `ADDRESS:*` (IPv6 in brackets).
+fn host_service(v: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
+    let (addr, port) = v.rsplit_once(':')?;
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let ip: std::net::IpAddr = addr.parse().ok()?;
+    if ip.is_ipv6() && !v.starts_with('[') {
+        return None;
+    }
+    let port = match port {
+        "*" => None,
+        p => Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+    };
+    Some((crate::policy::ip::canonical_ip(ip), port))
+}
+
 pub(crate) fn egress(
     raw: &super::raw::RawEgress,
     issues: &mut Issues<'_>,
@@ -567,6 +585,18 @@ pub(crate) fn egress(
             Err(_) => issues.push(
                 format!("egress.allowed_private_ranges[{i}]"),
                 format!("{r:?} is not a CIDR range, e.g. \"10.20.0.0/16\""),
+            ),
+        }
+    }
+    let mut allowed_host_services = Vec::new();
+    for (i, v) in raw.allowed_host_services.iter().flatten().enumerate() {
+        match host_service(v) {
+            Some(s) => allowed_host_services.push(s),
+            None => issues.push(
+                format!("egress.allowed_host_services[{i}]"),
+                format!(
+                    "{v:?} is not ADDRESS:PORT or ADDRESS:* (e.g. \"10.77.0.1:5432\", \"[fd77::1]:*\")"
+                ),
             ),
         }
     }
@@ -601,6 +631,7 @@ pub(crate) fn egress(
         devbox_interfaces,
         gateway_addresses,
         allowed_private_ranges,
+        allowed_host_services,
         agent_gateway_hosts: host_patterns(
             raw.agent_gateway_hosts.as_deref().unwrap_or(&[]),
             "egress.agent_gateway_hosts",

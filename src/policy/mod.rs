@@ -51,6 +51,17 @@ pub struct Env {
     pub self_addrs: HashSet<SocketAddr>,
     /// The hub's own ports (loop guard for wildcard listeners).
     pub self_ports: HashSet<u16>,
+    /// Services on the hub host the operator lets devboxes reach (`egress.allowed_host_services`):
+    /// an address and a port, or every port (`None`).
+    pub host_services: Vec<(IpAddr, Option<u16>)>,
+}
+
+impl Env {
+    fn host_service(&self, a: IpAddr, port: u16) -> bool {
+        self.host_services
+            .iter()
+            .any(|(ip, p)| *ip == a && p.is_none_or(|p| p == port))
+    }
 }
 
 /// Why a destination is allowed.
@@ -239,32 +250,62 @@ impl Allowed {
 ///
 /// SECURITY: every address is classified, and one non-public address (without an operator allowance)
 /// refuses the whole answer, so a DNS answer mixing public and private addresses cannot be used to reach
-/// inside. The hub's own listeners are always refused (loops).
+/// inside. The hub's own listeners are always refused (loops), and so is every other port on every
+/// address of the host (`host`: its interfaces' addresses, kept current by the caller; loopback and the
+/// unspecified address count as the host's whatever `host` holds) unless the operator listed that
+/// service in `allowed_host_services`.
 ///
 /// # Errors
 /// The reason for refusal.
 pub fn admit(
     allowance: Allowance,
     env: &Env,
+    host: &HashSet<IpAddr>,
     addrs: &[IpAddr],
     port: u16,
 ) -> Result<Allowed, DenyReason> {
     // The loop guard first: for the hub's own listeners it is the more precise reason.
     for &a in addrs {
         let a = canonical_ip(a);
-        let local =
-            ip::classify(a) == IpClass::Loopback || env.self_addrs.iter().any(|s| s.ip() == a);
+        let local = is_host(host, a) || env.self_addrs.iter().any(|s| s.ip() == a);
         if env.self_addrs.contains(&SocketAddr::new(a, port))
             || (env.self_ports.contains(&port) && local)
         {
             return Err(DenyReason::LoopToHub);
         }
     }
-    let ips = admit_addresses(allowance, env, addrs)?;
+    if addrs.is_empty() {
+        return Err(DenyReason::ResolveFailed);
+    }
+    let mut out = Vec::with_capacity(addrs.len());
+    for &a in addrs {
+        let a = canonical_ip(a);
+        if is_host(host, a) {
+            if !env.host_service(a, port) {
+                return Err(DenyReason::HostAddress);
+            }
+        } else if !address_allowed(allowance, env, a) {
+            return Err(DenyReason::PrivateAddress);
+        }
+        out.push(SocketAddr::new(a, port));
+    }
     Ok(Allowed {
         allowance,
-        addrs: ips.into_iter().map(|a| SocketAddr::new(a, port)).collect(),
+        addrs: out,
     })
+}
+
+/// Whether `a` (canonical) is the host itself.
+fn is_host(host: &HashSet<IpAddr>, a: IpAddr) -> bool {
+    matches!(ip::classify(a), IpClass::Loopback | IpClass::Unspecified) || host.contains(&a)
+}
+
+/// The class check of one address: public, another devbox's (devbox-to-devbox), or in an
+/// operator-allowed range.
+fn address_allowed(allowance: Allowance, env: &Env, a: IpAddr) -> bool {
+    ip::classify(a) == IpClass::Public
+        || (allowance == Allowance::DevboxToDevbox && env.devbox_addrs.contains(&a))
+        || env.allowed_private_ranges.iter().any(|r| r.contains(&a))
 }
 
 /// The address half of `admit`, for answers that have no port yet (the DNS responder): every address
@@ -283,10 +324,7 @@ pub fn admit_addresses(
     let mut out = Vec::with_capacity(addrs.len());
     for &a in addrs {
         let a = canonical_ip(a);
-        let public = ip::classify(a) == IpClass::Public;
-        let devbox = allowance == Allowance::DevboxToDevbox && env.devbox_addrs.contains(&a);
-        let granted = env.allowed_private_ranges.iter().any(|r| r.contains(&a));
-        if !(public || devbox || granted) {
+        if !address_allowed(allowance, env, a) {
             return Err(DenyReason::PrivateAddress);
         }
         out.push(a);

@@ -29,6 +29,10 @@ fn env() -> Env {
         .into_iter()
         .collect(),
         self_ports: [15001, 8443, 3128].into_iter().collect(),
+        host_services: vec![
+            ("10.200.0.1".parse().unwrap(), Some(5432)),
+            ("127.0.0.1".parse().unwrap(), Some(6379)),
+        ],
     }
 }
 
@@ -159,6 +163,11 @@ fn admit_table() {
     use DenyReason as D;
     let e = env();
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let host: std::collections::HashSet<IpAddr> =
+        ["10.77.0.1", "10.88.0.1", "10.200.0.1", "127.0.0.1"]
+            .iter()
+            .map(|s| ip(s))
+            .collect();
     type Case<'a> = (Allowance, &'a [&'a str], u16, Result<(), D>);
     let cases: &[Case<'_>] = &[
         (Allowance::Hostname, &["140.82.112.3"], 443, Ok(())),
@@ -169,12 +178,44 @@ fn admit_table() {
             Ok(()),
         ),
         // DNS answers pointing inside: refused, even mixed with public addresses.
+        // SECURITY: the host itself, on any port, by any of its addresses (an interface's, loopback,
+        // the unspecified address, IPv4 inside IPv6), even inside an operator-allowed range.
         (
             Allowance::Hostname,
             &["127.0.0.1"],
             443,
-            Err(D::PrivateAddress),
+            Err(D::HostAddress),
         ),
+        (
+            Allowance::AllowAll,
+            &["127.8.9.10"],
+            22,
+            Err(D::HostAddress),
+        ),
+        (Allowance::AllowAll, &["0.0.0.0"], 22, Err(D::HostAddress)),
+        (Allowance::AllowAll, &["::1"], 22, Err(D::HostAddress)),
+        (Allowance::AllowAll, &["10.88.0.1"], 22, Err(D::HostAddress)),
+        (
+            Allowance::AllowAll,
+            &["::ffff:10.88.0.1"],
+            22,
+            Err(D::HostAddress),
+        ),
+        (
+            Allowance::Hostname,
+            &["10.200.0.1"],
+            22,
+            Err(D::HostAddress),
+        ),
+        (
+            Allowance::Hostname,
+            &["140.82.112.3", "10.200.0.1"],
+            443,
+            Err(D::HostAddress),
+        ),
+        // ...unless the operator listed that service.
+        (Allowance::Hostname, &["10.200.0.1"], 5432, Ok(())),
+        (Allowance::Hostname, &["127.0.0.1"], 6379, Ok(())),
         (
             Allowance::Hostname,
             &["140.82.112.3", "10.0.0.5"],
@@ -233,7 +274,8 @@ fn admit_table() {
     ];
     for (a, addrs, port, want) in cases {
         let addrs: Vec<IpAddr> = addrs.iter().map(|s| ip(s)).collect();
-        let got = admit(*a, &e, &addrs, *port).map(|ok| assert_eq!(ok.addrs().len(), addrs.len()));
+        let got =
+            admit(*a, &e, &host, &addrs, *port).map(|ok| assert_eq!(ok.addrs().len(), addrs.len()));
         assert_eq!(got, *want, "{addrs:?}:{port}");
     }
 }

@@ -10,6 +10,7 @@
 pub mod detect;
 pub mod forward;
 pub mod io;
+pub mod local;
 pub mod respond;
 pub mod splice;
 
@@ -53,16 +54,19 @@ pub struct Egress {
     /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
     bound: Vec<SocketAddr>,
     limit: Arc<Semaphore>,
+    /// The host's addresses, kept current (`local::LocalAddrs::shared`).
+    local: Arc<local::LocalAddrs>,
     /// `admit`'s view for the current snapshot: (the snapshot's view, it plus `bound`).
     admit_env: std::sync::Mutex<Option<AdmitEnv>>,
 }
 
 type AdmitEnv = (Arc<policy::Env>, Arc<policy::Env>);
 
-/// Why `reach_raw` produced no upstream connection.
+/// Why no upstream connection was made.
 enum Unreached {
-    /// The policy refused the resolved addresses (the reason is in the connection's audit context).
-    Refused,
+    /// The policy refused the resolved addresses, or the address dialled turned out to be the host's
+    /// own (the reason is in the connection's audit context).
+    Refused(DenyReason),
     /// Every admitted address failed to connect.
     Unreachable,
 }
@@ -203,6 +207,7 @@ impl Egress {
             gateway_tls,
             bound,
             limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            local: local::LocalAddrs::shared(),
             admit_env: std::sync::Mutex::new(None),
         }
     }
@@ -277,7 +282,7 @@ impl Egress {
             },
         };
         let env = self.admit_env(&snap.policy_env);
-        policy::admit(a, &env, &addrs, port).map_err(|r| ctx.deny(r))
+        policy::admit(a, &env, &self.local.current(), &addrs, port).map_err(|r| ctx.deny(r))
     }
 
     /// The snapshot's policy view plus this proxy's own bound listeners (port 0 resolved), for the loop
@@ -303,23 +308,38 @@ impl Egress {
     }
 
     /// Stage dial: the admitted addresses in order, nothing else.
+    ///
+    /// SECURITY: a connection that landed on the host itself (an address added after the last refresh
+    /// of the host's address set) is closed before a byte is sent, and the address is judged again
+    /// with a fresh set.
     async fn dial(
         &self,
         snap: &Snapshot,
         ctx: &mut ConnCtx,
         allowed: &Allowed,
-    ) -> Option<TcpStream> {
+    ) -> Result<TcpStream, Unreached> {
         let timeout = snap.config.egress.connect_timeout;
         for a in allowed.addrs() {
             if let Ok(Ok(s)) = tokio::time::timeout(timeout, TcpStream::connect(a)).await {
+                if local::is_local_connection(&s) {
+                    self.local.refresh();
+                    let env = self.admit_env(&snap.policy_env);
+                    let host = self.local.current();
+                    if let Err(r) =
+                        policy::admit(allowed.allowance(), &env, &host, &[a.ip()], a.port())
+                    {
+                        respond::reset(s);
+                        return Err(Unreached::Refused(ctx.deny(r)));
+                    }
+                }
                 let _ = s.set_nodelay(true);
                 ctx.dialled = Some(*a);
-                return Some(s);
+                return Ok(s);
             }
         }
         ctx.verdict = "error";
         ctx.reason = "upstream_unreachable";
-        None
+        Err(Unreached::Unreachable)
     }
 
     async fn tunnel(
@@ -431,7 +451,7 @@ impl Egress {
                         self.tunnel(&snap, ctx, s, up, &bytes, (&target, dst.port()))
                             .await;
                     }
-                    Err(Unreached::Refused) => respond::tls(&mut s).await,
+                    Err(Unreached::Refused(_)) => respond::tls(&mut s).await,
                     Err(Unreached::Unreachable) => respond::reset(s),
                 }
             }
@@ -536,21 +556,20 @@ impl Egress {
         a: Allowance,
         (target, host, port): (&Target, &str, u16),
     ) -> Option<TcpStream> {
-        let allowed = match self.resolve_admit(snap, ctx, a, target, port).await {
-            Ok(x) => x,
-            Err(r) => {
+        match self.reach_raw(snap, ctx, a, target, port).await {
+            Ok(up) => Some(up),
+            Err(Unreached::Refused(r)) => {
                 let (devbox, policy) = ctx.names();
                 let body = respond::explain(r, host, devbox, policy);
                 respond::http(s, 403, r.as_str(), &body).await;
-                return None;
+                None
             }
-        };
-        let up = self.dial(snap, ctx, &allowed).await;
-        if up.is_none() {
-            let body = format!("{host}:{port}: upstream unreachable\n");
-            respond::http(s, 502, ctx.reason, &body).await;
+            Err(Unreached::Unreachable) => {
+                let body = format!("{host}:{port}: upstream unreachable\n");
+                respond::http(s, 502, ctx.reason, &body).await;
+                None
+            }
         }
-        up
     }
 
     /// Stages resolve, admit and dial for the transparent non-HTTP paths (TLS, opaque TCP), which
@@ -566,10 +585,8 @@ impl Egress {
         let allowed = self
             .resolve_admit(snap, ctx, a, target, port)
             .await
-            .map_err(|_| Unreached::Refused)?;
-        self.dial(snap, ctx, &allowed)
-            .await
-            .ok_or(Unreached::Unreachable)
+            .map_err(Unreached::Refused)?;
+        self.dial(snap, ctx, &allowed).await
     }
 
     /// CONNECT host:port.

@@ -23,10 +23,18 @@ name = "no-gateway"
 allowed_hostnames = ["localhost"]
 "#;
 
+/// A hub whose "world" is loopback: `private` is `allowed_private_ranges`; with any, the loopback
+/// addresses the test origins listen on are also listed as host services (the hub host's own
+/// addresses are refused on every port otherwise, whatever the ranges say).
 async fn hub(private: &str) -> (Hub, SocketAddr) {
     let up = Upstream::start(&["github.get_issue", "github.delete_repo"], "Bearer k").await;
+    let services = if private.is_empty() {
+        ""
+    } else {
+        "\"127.0.0.1:*\", \"127.0.0.2:*\", \"[::1]:*\""
+    };
     let extra = format!(
-        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\ndns_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [{private}]\n{POLICIES}"
+        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\ndns_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [{private}]\nallowed_host_services = [{services}]\n{POLICIES}"
     );
     let hub = Hub::start_with(&[("github", &up.url(), &["github.get_*"])], &extra).await;
     let explicit = hub.egress.1.unwrap();
@@ -193,12 +201,12 @@ async fn connect_verdicts_and_reasons() {
 }
 
 #[tokio::test]
-async fn private_destinations_need_the_operators_allowance() {
+async fn the_hub_host_is_no_destination_without_the_operators_allowance() {
     let (hub, proxy) = hub("").await;
     hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
     let echo = echo_server().await;
     let (_, resp) = raw(proxy, &connect(&format!("localhost:{}", echo.port()))).await;
-    assert_denied(&resp, "private_address");
+    assert_denied(&resp, "host_address");
 }
 
 #[tokio::test]
@@ -564,7 +572,10 @@ async fn plain_http_inside_a_connect_tunnel_must_name_the_connect_host() {
     let got = read_all(&mut s, String::new()).await;
     assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
     assert!(
-        got.contains("GET /first HTTP/1.1\r\n") && got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        got.contains("GET /first HTTP/1.1\r\n")
+            && got
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
         "{got}"
     );
     assert!(!got.contains("/second"), "{got}");
