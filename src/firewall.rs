@@ -5,6 +5,8 @@
 //! DNS is redirected to the hub's responder, every other TCP connection to the transparent listener
 //! (whatever address and port it was meant for), and everything else (UDP including QUIC, ICMP echo,
 //! forwarding) is dropped. Only ICMPv6 neighbour discovery is let through, or IPv6 would not work at all.
+//! Before any of that, a packet whose source address does not route back through the interface it
+//! arrived on is dropped (anti-spoofing: devboxes are identified by source address).
 
 use std::fmt::Write;
 
@@ -54,6 +56,27 @@ pub fn ruleset(cfg: &Config) -> Result<String, FirewallError> {
     let _ = writeln!(o, "table inet {TABLE}");
     let _ = writeln!(o, "delete table inet {TABLE}");
     let _ = writeln!(o, "table inet {TABLE} {{");
+    // SECURITY: devboxes are identified by source address, so a source address must be one that lives
+    // behind the interface the packet came in on (strict reverse-path check against the host's routes,
+    // IPv4 and IPv6): a devbox cannot borrow another devbox's address, and with it its policy and DNS
+    // answers. Runs before the redirect (raw precedes dstnat), whatever the kernel's rp_filter says.
+    let _ = writeln!(o, "    chain antispoof {{");
+    let _ = writeln!(
+        o,
+        "        type filter hook prerouting priority raw; policy accept;"
+    );
+    for i in &eg.devbox_interfaces {
+        // Duplicate address detection probes come from :: (no route to check), and only ND uses it.
+        let _ = writeln!(
+            o,
+            "        iifname \"{i}\" ip6 saddr :: icmpv6 type nd-neighbor-solicit accept"
+        );
+        let _ = writeln!(
+            o,
+            "        iifname \"{i}\" fib saddr . iif oif missing counter drop"
+        );
+    }
+    let _ = writeln!(o, "    }}");
     let _ = writeln!(o, "    chain prerouting {{");
     let _ = writeln!(
         o,
@@ -153,6 +176,8 @@ mod tests {
             "iifname \"veth-dbx0\" tcp dport 15001 ct status dnat accept",
             "iifname \"veth-dbx0\" meta l4proto tcp reject with tcp reset",
             "iifname \"veth-dbx0\" drop",
+            "iifname \"veth-dbx0\" fib saddr . iif oif missing counter drop",
+            "type filter hook prerouting priority raw",
             "type nat hook prerouting priority dstnat",
             "delete table inet mcp_hub",
         ] {

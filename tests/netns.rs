@@ -130,7 +130,8 @@ allowed_private_ranges = ["10.88.0.0/24", "fd88::/64"]
 
 [[network_policies]]
 name = "dev"
-allowed_hostnames = ["allowed.test", "allowed6.test", "private.test", "rebind.test"]
+# hubself.test and hubnew.test name the hub host itself (never a destination, on any port).
+allowed_hostnames = ["allowed.test", "allowed6.test", "private.test", "rebind.test", "hubself.test", "hubnew.test"]
 allow_mcp_gateway = true
 
 [[network_policies]]
@@ -142,17 +143,31 @@ description = "no network at all, not even the gateway"
     p
 }
 
-#[test]
-fn transparent_egress_in_network_namespaces() {
+/// The lab, running: namespaces wired, the world's origins and the hub up.
+struct World {
+    lab: Lab,
+    /// The test's directory (config, state, logs).
+    d: PathBuf,
+    /// The hub's config file.
+    cfg: PathBuf,
+    /// dbx's GITHUB_MCP_SECRET token.
+    token: String,
+    /// The hub CA's certificate.
+    ca: String,
+}
+
+/// Build the lab (`None` without root: skipped locally, required under CI). `tag` keeps the
+/// namespaces of tests running side by side apart.
+fn world(tag: &str) -> Option<World> {
     if !is_root() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must run the netns suite as root"
         );
         eprintln!("skipping: network namespaces need root");
-        return;
+        return None;
     }
-    let id = format!("{:04x}", std::process::id() % 0xffff);
+    let id = format!("{tag}{:04x}", std::process::id() % 0xffff);
     let mut lab = Lab {
         id,
         dir: tempfile::tempdir().unwrap(),
@@ -239,7 +254,7 @@ fn transparent_egress_in_network_namespaces() {
         &format!("127.0.0.1 localhost\n10.77.0.1 {names}\nfd77::1 allowed6.test\n"),
     );
     lab.hosts("dbx2", &format!("127.0.0.1 localhost\n10.77.1.1 {names}\n"));
-    lab.hosts("hub", "127.0.0.1 localhost\n10.88.0.2 allowed.test denied.test\n192.168.200.7 private.test\n10.88.0.2 rebind.test\n169.254.169.254 rebind.test\nfd88::2 allowed6.test\n");
+    lab.hosts("hub", "127.0.0.1 localhost\n10.88.0.2 allowed.test denied.test\n192.168.200.7 private.test\n10.88.0.2 rebind.test\n169.254.169.254 rebind.test\nfd88::2 allowed6.test\n10.88.0.1 hubself.test\n10.88.0.9 hubnew.test\n");
 
     // The world: an HTTP and an HTTPS origin, and a UDP sink.
     let d = lab.dir.path().to_path_buf();
@@ -313,6 +328,22 @@ fn transparent_egress_in_network_namespaces() {
     );
     let udp_sink = "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('10.88.0.2',5353));s.settimeout(8)\ntry:\n  s.recv(100);print('RECEIVED',flush=True)\nexcept Exception:\n  print('NOTHING',flush=True)";
     lab.spawn("wld", &["python3", "-c", udp_sink], &[], "udp.log");
+    // A service on the hub host that is not the hub (think sshd or a database), on every address.
+    lab.spawn(
+        "hub",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "2222",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            d.to_str().unwrap(),
+        ],
+        &[],
+        "hostsvc.log",
+    );
 
     // The hub: config, devboxes, sample upstream, firewall, service.
     let cfg = config(&d);
@@ -393,14 +424,37 @@ fn transparent_egress_in_network_namespaces() {
     wait_for("the hub", || {
         lab.log("hub.log").matches("Egress proxy ready").count() == 2
     });
-    for (host, port) in [("10.88.0.2", "80"), ("10.88.0.2", "443"), ("fd88::2", "80")] {
+    for (host, port) in [
+        ("10.88.0.2", "80"),
+        ("10.88.0.2", "443"),
+        ("fd88::2", "80"),
+        ("10.88.0.1", "2222"),
+    ] {
         let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
         wait_for("the world's origins", || {
             lab.exec("hub", &["bash", "-c", &probe]).status.success()
         });
     }
-    let ca = d.join("state/ca/ca.pem");
-    let ca = ca.to_str().unwrap();
+    let ca = d.join("state/ca/ca.pem").to_str().unwrap().to_string();
+    Some(World {
+        lab,
+        d,
+        cfg,
+        token,
+        ca,
+    })
+}
+
+#[test]
+fn transparent_egress_in_network_namespaces() {
+    let Some(World {
+        lab, d, token, ca, ..
+    }) = world("t")
+    else {
+        return;
+    };
+    let (dbx, wld) = (lab.ns("dbx"), lab.ns("wld"));
+    let ca = ca.as_str();
 
     let curl = |ns: &str, args: &[&str]| -> Output {
         let mut a = vec!["curl", "-sS", "--max-time", "8"];
@@ -670,4 +724,165 @@ fn transparent_egress_in_network_namespaces() {
         "{log}"
     );
     let _ = wld;
+}
+
+/// Send `bytes` from namespace `n` to `addr:port` over TCP and return everything that comes back.
+fn raw_tcp(lab: &Lab, n: &str, addr: &str, port: u16, bytes: &str) -> String {
+    let script = "import socket,sys\ns=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=8)\ns.sendall(sys.argv[3].encode())\nout=b''\ntry:\n  while True:\n    b=s.recv(65536)\n    if not b: break\n    out+=b\nexcept Exception as e:\n  out+=('<%s>'%e).encode()\nsys.stdout.write(out.decode('latin-1'))";
+    let o = lab.exec(
+        n,
+        &["python3", "-c", script, addr, &port.to_string(), bytes],
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The bypasses an attacker in a devbox found end to end, each refused (every one of them got through
+/// before the fixes this test came with).
+#[test]
+fn bypasses_found_end_to_end_are_closed() {
+    let Some(World { lab, d, .. }) = world("b") else {
+        return;
+    };
+    let (hub, dbx2) = (lab.ns("hub"), lab.ns("dbx2"));
+
+    // SECURITY 1: a second Host (an origin that picks the last would serve the denied virtual host),
+    // and the other framings an origin could read differently: 400, nothing forwarded. Transparent
+    // (any address the devbox dials is redirected) and through the explicit proxy alike.
+    for (addr, port, target) in [
+        ("10.88.0.2", 80, "/"),
+        ("10.77.0.1", 3128, "http://allowed.test/"),
+    ] {
+        for extra in [
+            "Host: denied.test\r\n",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: allowed.test\r\n{extra}\r\n");
+            let got = raw_tcp(&lab, "dbx", addr, port, &req);
+            assert!(
+                got.starts_with("HTTP/1.1 400") && got.contains("X-Proxy-Error: ambiguous_request"),
+                "{addr}:{port} {extra:?}: {got}"
+            );
+            assert!(!got.contains("hello from the world"), "{got}");
+        }
+    }
+
+    // SECURITY 2: plain HTTP inside a CONNECT tunnel names another host, in the CONNECT's own
+    // segment or after the 200: 421, never tunnelled. The host it was opened for still works.
+    let tunnel = "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n";
+    let got = raw_tcp(
+        &lab,
+        "dbx",
+        "10.77.0.1",
+        3128,
+        &format!("{tunnel}GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n"),
+    );
+    assert!(
+        got.contains("HTTP/1.1 421") && got.contains("X-Proxy-Error: host_mismatch"),
+        "{got}"
+    );
+    assert!(!got.contains("hello from the world"), "{got}");
+    let got = raw_tcp(
+        &lab,
+        "dbx",
+        "10.77.0.1",
+        3128,
+        &format!("{tunnel}GET /index.html HTTP/1.1\r\nHost: allowed.test\r\n\r\n"),
+    );
+    assert!(got.contains("hello from the world"), "{got}");
+
+    // SECURITY 3: a devbox that sends with another devbox's source address is dropped by the ruleset
+    // before the hub sees it (here dbx2, "locked", poses as dbx, "dev", towards the DNS responder).
+    ok(&[
+        "ip",
+        "-n",
+        &dbx2,
+        "addr",
+        "add",
+        "10.77.0.2/32",
+        "dev",
+        "eth0",
+    ]);
+    let dig = |name: &str, src: &str| {
+        lab.exec(
+            "dbx2",
+            &[
+                "dig",
+                "+tries=1",
+                "+time=2",
+                "-b",
+                src,
+                "@10.77.1.1",
+                name,
+                "A",
+            ],
+        );
+    };
+    dig("spoof-probe.test", "10.77.0.2");
+    dig("honest-probe.test", "10.77.1.2");
+    wait_for("the honest query's audit line", || {
+        lab.log("hub.log").contains("honest-probe.test")
+    });
+    let log = lab.log("hub.log");
+    assert!(
+        !log.contains("spoof-probe.test"),
+        "the hub answered a forged source: {log}"
+    );
+    let counters = ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &hub,
+        "nft",
+        "list",
+        "chain",
+        "inet",
+        "mcp_hub",
+        "antispoof",
+    ]);
+    assert!(
+        counters
+            .lines()
+            .any(|l| l.contains("vd1") && l.contains("fib saddr") && !l.contains("packets 0 ")),
+        "{counters}"
+    );
+
+    // SECURITY 4: a name that resolves to one of the hub host's own addresses reaches none of its
+    // services (only the hub's own listeners were guarded before).
+    let curl = |url: &str| {
+        let o = lab.exec("dbx", &["curl", "-sS", "-i", "--max-time", "8", url]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let got = curl("http://hubself.test:2222/");
+    assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
+    let got = raw_tcp(
+        &lab,
+        "dbx",
+        "10.77.0.1",
+        3128,
+        "CONNECT hubself.test:2222 HTTP/1.1\r\nHost: hubself.test:2222\r\n\r\n",
+    );
+    assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
+
+    // SECURITY 5: an address added to the host while the hub runs is the host's at once.
+    ok(&["ip", "-n", &hub, "addr", "add", "10.88.0.9/24", "dev", "vw"]);
+    let probe = "exec 3<>/dev/tcp/10.88.0.9/2222";
+    wait_for("the new address", || {
+        lab.exec("hub", &["bash", "-c", probe]).status.success()
+    });
+    let got = curl("http://hubnew.test:2222/");
+    assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
+    assert!(
+        !lab.log("hostsvc.log").contains("GET /"),
+        "the host service was reached: {}",
+        lab.log("hostsvc.log")
+    );
+    let _ = d;
 }
