@@ -148,8 +148,6 @@ struct World {
     lab: Lab,
     /// The test's directory (config, state, logs).
     d: PathBuf,
-    /// The hub's config file.
-    cfg: PathBuf,
     /// dbx's GITHUB_MCP_SECRET token.
     token: String,
     /// The hub CA's certificate.
@@ -439,7 +437,6 @@ fn world(tag: &str) -> Option<World> {
     Some(World {
         lab,
         d,
-        cfg,
         token,
         ca,
     })
