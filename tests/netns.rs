@@ -434,12 +434,7 @@ fn world(tag: &str) -> Option<World> {
         });
     }
     let ca = d.join("state/ca/ca.pem").to_str().unwrap().to_string();
-    Some(World {
-        lab,
-        d,
-        token,
-        ca,
-    })
+    Some(World { lab, d, token, ca })
 }
 
 #[test]

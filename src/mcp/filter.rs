@@ -91,15 +91,30 @@ impl ToolFilter {
     /// pattern list allows nothing. The simple patterns' string tests decide exactly as globset would
     /// (checked against globset in the tests below). The emptiness test is ours because globset builds
     /// its path-style candidate before checking for an empty set.
+    ///
+    /// SECURITY: a name outside the character set the 2025-11-25 specification gives tool names (ASCII
+    /// letters, digits, `_`, `-`, `.`; 1 to 128 of them) is never a tool, whatever the patterns say, in
+    /// `tools/list` results and `tools/call` alike: an upstream that trims, case-folds or normalises
+    /// `/`, `..`, control characters or whitespace could otherwise run a tool under a name that matched
+    /// an allowed glob only as sent (`github.get_x/../delete_repo`).
     pub fn allows(&self, tool: &str) -> bool {
-        self.simple.iter().any(|s| s.matches(tool))
-            || (!self.set.is_empty() && self.set.is_match(tool))
+        valid_tool_name(tool)
+            && (self.simple.iter().any(|s| s.matches(tool))
+                || (!self.set.is_empty() && self.set.is_match(tool)))
     }
 
     /// The patterns as configured, for `mcp-config get` and docs.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
+}
+
+/// The 2025-11-25 tool-name rule: 1-128 of `A-Z a-z 0-9 _ - .`.
+pub fn valid_tool_name(tool: &str) -> bool {
+    (1..=128).contains(&tool.len())
+        && tool
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// How every pattern is compiled: case-sensitive, `*` crossing `/`, backslash escapes.
@@ -122,7 +137,14 @@ mod tests {
     #[test]
     fn table() {
         let cases: &[(&[&str], &str, bool)] = &[
-            (&["*"], "anything.at/all", true),
+            (&["*"], "anything.at-all_9", true),
+            // Outside the specification's tool-name set: never a tool, even under "*".
+            (&["*"], "anything.at/all", false),
+            (&["github.get_*"], "github.get_x/../delete_repo", false),
+            (&["github.get_*"], "github.get_issue\n", false),
+            (&["github.get_*"], "github.get_issue ", false),
+            (&["github.get_*"], "github.get_\u{0}issue", false),
+            (&["github.get_*"], "github.get_\u{e9}", false),
             (
                 &["github.search_*", "github.get_*"],
                 "github.search_code",

@@ -370,3 +370,43 @@ async fn every_method_requires_a_valid_token() {
     assert_eq!(r.headers["allow"], "GET, POST, DELETE");
     assert!(up.seen().is_empty());
 }
+
+/// SECURITY: names an upstream might read as another tool (trimmed, case-folded, path-normalised) are no
+/// tools at all: hidden when an upstream lists them, refused like unknown tools when an agent calls
+/// them, and never forwarded.
+#[tokio::test]
+async fn tool_names_outside_the_specifications_set_are_never_tools() {
+    let long = format!("github.get_{}", "x".repeat(120));
+    let listed = [
+        "github.get_issue",
+        "github.get_issue ",
+        "github.get_a/b",
+        "github.get_\u{1}x",
+        "github.get_\u{e9}",
+        long.as_str(),
+    ];
+    let up = Upstream::start(&listed, "Bearer tool-name-secret-1").await;
+    let hub = Hub::start(&[("github", &up.url(), &["github.get_*"])]).await;
+    hub.secret("S", "tool-name-secret-1");
+    let token =
+        hub.devbox("box1", &[], &["GITHUB_MCP_SECRET=github:S"])["GITHUB_MCP_SECRET"].clone();
+    assert_eq!(hub.client().list_all(&token).await, ["github.get_issue"]);
+    let c = hub.client();
+    for name in [
+        "github.get_x/../delete_repo",
+        "github.get_issue\n",
+        "github.get_issue ",
+        " github.get_issue",
+        "github.get_\u{0}issue",
+        long.as_str(),
+    ] {
+        let r = c
+            .post(
+                &token,
+                &json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":name}}),
+            )
+            .await;
+        assert_eq!(r.json()["error"]["code"], -32602, "{name:?}");
+    }
+    assert!(up.tool_calls().is_empty(), "{:?}", up.tool_calls());
+}
