@@ -131,7 +131,16 @@ impl EgressListeners {
 
 /// Bind DNS on UDP and TCP at the same port. With port 0 the port UDP gets may be taken on TCP (separate
 /// port spaces), so that case retries with a fresh port.
+///
+/// `0.0.0.0:PORT` is bound as `[::]:PORT` (dual-stack): the ruleset redirects devboxes' IPv6 DNS to the
+/// same port, and an IPv4-only responder would answer those queries with "connection refused".
 async fn bind_dns(a: SocketAddr) -> Result<(tokio::net::UdpSocket, TcpListener), StartError> {
+    let a = match a {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), v4.port())
+        }
+        a => a,
+    };
     let io = |what: &str, source| StartError::Io {
         context: format!("binding DNS {what}"),
         source,

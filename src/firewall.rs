@@ -75,6 +75,16 @@ pub fn ruleset(cfg: &Config) -> Result<String, FirewallError> {
             o,
             "        iifname \"{i}\" fib saddr . iif oif missing counter drop"
         );
+        // IPv4 spelled as IPv6 (compatible ::a.b.c.d, mapped ::ffff:a.b.c.d) is never valid on the
+        // wire, and the kernel drops it silently, so the client would hang: refuse it at once.
+        let _ = writeln!(
+            o,
+            "        iifname \"{i}\" ip6 daddr {{ ::/96, ::ffff:0.0.0.0/96 }} meta l4proto tcp reject with tcp reset"
+        );
+        let _ = writeln!(
+            o,
+            "        iifname \"{i}\" ip6 daddr {{ ::/96, ::ffff:0.0.0.0/96 }} reject with icmpv6 admin-prohibited"
+        );
     }
     let _ = writeln!(o, "    }}");
     let _ = writeln!(o, "    chain prerouting {{");

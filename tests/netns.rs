@@ -876,5 +876,48 @@ fn bypasses_found_end_to_end_are_closed() {
         "the host service was reached: {}",
         lab.log("hostsvc.log")
     );
+
+    // Also seen end to end: a ClientHello whose SNI rustls refuses (numeric) gets the promised
+    // access_denied alert, not a reset; the devbox's IPv6 resolver is answered; an IPv4-compatible
+    // IPv6 destination is refused at once instead of hanging.
+    let o = lab.exec(
+        "dbx",
+        &[
+            "bash",
+            "-c",
+            "timeout 8 openssl s_client -connect 10.88.0.2:443 -servername 2130706433 </dev/null",
+        ],
+    );
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("alert access denied"), "{out}");
+    let o = lab.exec(
+        "dbx",
+        &[
+            "dig",
+            "-6",
+            "+tries=1",
+            "+time=3",
+            "@fd77::1",
+            "allowed.test",
+            "A",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.88.0.2"),
+        "IPv6 DNS: {out}"
+    );
+    let start = Instant::now();
+    let got = curl("http://[::10.88.0.2]/");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "::a.b.c.d took {:?}: {got}",
+        start.elapsed()
+    );
+    assert!(!got.contains("hello from the world"), "{got}");
     let _ = d;
 }

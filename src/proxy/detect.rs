@@ -134,6 +134,10 @@ pub enum DetectError {
     /// header name): answerable with a 400, unlike the other failures.
     #[error("malformed HTTP request head")]
     BadHttp,
+    /// A ClientHello whose server name is not a host name (a numeric one, two of them, bad bytes):
+    /// answerable with an `access_denied` alert, like any refused name.
+    #[error("invalid TLS server name")]
+    BadServerName,
     /// The socket failed or closed early.
     #[error("connection closed: {0}")]
     Io(#[from] std::io::Error),
@@ -233,6 +237,13 @@ async fn client_hello(s: &mut TcpStream, mut buf: BytesMut) -> Result<Sniffed, D
                 });
             }
             Ok(None) => {}
+            Err((
+                rustls::Error::PeerMisbehaved(
+                    rustls::PeerMisbehaved::ServerNameMustContainOneHostName,
+                )
+                | rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidServerName),
+                _,
+            )) => return Err(DetectError::BadServerName),
             Err(_) => return Err(DetectError::Malformed("TLS ClientHello")),
         }
         if buf.len() > MAX_CLIENT_HELLO {

@@ -421,6 +421,10 @@ impl Egress {
         {
             Ok(x) => x,
             Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
+            Err(DetectError::BadServerName) => {
+                ctx.deny(DenyReason::InvalidHost);
+                return respond::tls(&mut s).await;
+            }
             Err(_) => {
                 ctx.reason = "malformed_opening";
                 return respond::reset(s);
@@ -643,6 +647,10 @@ impl Egress {
             {
                 Ok(x) => x,
                 Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
+                Err(DetectError::BadServerName) => {
+                    ctx.deny(DenyReason::InvalidHost);
+                    return respond::tls(&mut s).await;
+                }
                 Err(_) => {
                     ctx.deny(DenyReason::MalformedRequest);
                     return respond::reset(s);
