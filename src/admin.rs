@@ -38,9 +38,7 @@ fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Res
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+        let (tcp, _) = crate::server::accept_retrying(|| listener.accept()).await;
         let health = health.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {

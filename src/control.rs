@@ -325,9 +325,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Serve requests: apply, reload at once, answer.
 pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<ArcSwap<Snapshot>>) {
     loop {
-        let Ok((s, _)) = listener.accept().await else {
-            continue;
-        };
+        let (s, _) = crate::server::accept_retrying(|| listener.accept()).await;
         let (config_file, state) = (config_file.clone(), state.clone());
         tokio::spawn(async move {
             let (r, mut w) = s.into_split();

@@ -152,9 +152,7 @@ pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>) {
 /// Serve TCP queries (length-prefixed) until the task is dropped.
 pub async fn serve_tcp(listener: TcpListener, state: Arc<ArcSwap<Snapshot>>) {
     loop {
-        let Ok((mut s, src)) = listener.accept().await else {
-            continue;
-        };
+        let (mut s, src) = crate::server::accept_retrying(|| listener.accept()).await;
         let state = state.clone();
         tokio::spawn(async move {
             let read = async {

@@ -325,3 +325,103 @@ async fn the_cli_goes_through_the_admin_socket_while_the_service_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// CPU time (user + system, in clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, every listener backs off instead of spinning on the connection it cannot
+/// take, and once descriptors free up the hub accepts again by itself.
+#[tokio::test]
+async fn descriptor_exhaustion_backs_off_and_recovers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let [gw, admin, explicit] = free_ports();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\nurl = \"https://127.0.0.1:{gw}/mcp\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[egress]\nexplicit_listen = \"127.0.0.1:{explicit}\"\nclient_hello_timeout_ms = 60000\n[[network_policies]]\nname = \"p\"\n"),
+    )
+    .unwrap();
+    // A devbox at the flood's address, so the proxy holds each connection waiting for its request.
+    let c = cfg.to_str().unwrap();
+    let out = cli(
+        c,
+        &[
+            "devbox",
+            "create",
+            "b",
+            "--address",
+            "127.0.0.1",
+            "--network-policy",
+            "p",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+    let mut hub = Command::new("prlimit")
+        .args([
+            "--nofile=64:64",
+            BIN,
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+        ])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+    let pid = hub.id().unwrap();
+    // Use up the hub's descriptors with connections that never send a byte.
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        flood.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", explicit))
+                .await
+                .unwrap(),
+        );
+    }
+    // A health check now waits in the admin listener's backlog, which the hub cannot take from.
+    let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    eprintln!("{used} ticks of CPU in 2 s while out of descriptors");
+    let log_text = std::fs::read_to_string(dir.path().join("hub.log")).unwrap();
+    assert!(
+        log_text.contains("Accept failed"),
+        "descriptors never ran out: {log_text}"
+    );
+    // 2 s of wall time: a spinning accept loop burns ~200 ticks; backing off, a handful.
+    assert!(
+        used < 40,
+        "{used} ticks of CPU in 2 s while out of descriptors"
+    );
+    drop(flood);
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), probe.read_to_string(&mut out))
+        .await
+        .expect("the hub did not recover")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let _ = hub.kill().await;
+}
