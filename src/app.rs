@@ -237,9 +237,14 @@ pub async fn serve(
         if let Some(l) = l {
             let mut stop = stop_rx.clone();
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), mode = ?mode, "Egress proxy ready");
-            tasks.push(tokio::spawn(proxy.clone().serve(l, mode, async move {
-                let _ = stop.wait_for(|v| *v).await;
-            })));
+            tasks.push(tokio::spawn(proxy.clone().serve(
+                l,
+                mode,
+                grace,
+                async move {
+                    let _ = stop.wait_for(|v| *v).await;
+                },
+            )));
         }
     }
     let health = Arc::new(crate::admin::Health::default());

@@ -212,21 +212,28 @@ impl Egress {
         }
     }
 
-    /// Accept on `listener` until `shutdown`.
+    /// Accept on `listener` until `shutdown`, then drain: no new connections, and the open ones
+    /// (tunnels, requests in flight) get `grace` to end by themselves before this returns (and the
+    /// process exits, ending them).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         mode: Mode,
+        grace: Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
+        let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
         while let Some((permit, tcp, peer)) =
             crate::server::accept(&listener, &self.limit, shutdown.as_mut()).await
         {
             let me = self.clone();
+            let open = open_tx.clone();
             tune_local_link(&tcp);
             tokio::spawn(async move {
                 let _permit = permit;
+                let _open = open;
                 let mut ctx = ConnCtx::new(mode, peer);
                 match mode {
                     Mode::Transparent => me.transparent(&mut ctx, tcp).await,
@@ -234,6 +241,19 @@ impl Egress {
                 }
                 ctx.emit();
             });
+        }
+        drop(listener);
+        drop(open_tx);
+        let open = self.limit.available_permits() < MAX_CONNECTIONS;
+        if open {
+            tracing::info!(mode = ?mode, grace_secs = grace.as_secs(), "Egress draining: open connections get the grace period");
+        }
+        match tokio::time::timeout(grace, open_rx.recv()).await {
+            Ok(_) if open => tracing::info!(mode = ?mode, "Egress drained"),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(mode = ?mode, "Egress grace period over: closing the connections still open")
+            }
         }
     }
 

@@ -425,3 +425,114 @@ async fn descriptor_exhaustion_backs_off_and_recovers() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let _ = hub.kill().await;
 }
+
+async fn ping(t: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        t.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        t.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("the tunnel did not echo");
+}
+
+/// SIGTERM drains egress too: the listener stops accepting, an open tunnel keeps working through the
+/// grace period, and the process exits as soon as it ends.
+#[tokio::test]
+async fn sigterm_drains_open_tunnels() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let [gw, explicit] = free_ports();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\nurl = \"https://127.0.0.1:{gw}/mcp\"\n[egress]\nexplicit_listen = \"127.0.0.1:{explicit}\"\nallowed_private_ranges = [\"127.0.0.0/8\"]\nallowed_host_services = [\"127.0.0.2:*\"]\n[[network_policies]]\nname = \"p\"\nallowed_hostnames = [\"127.0.0.2\"]\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = cli(
+        c,
+        &[
+            "devbox",
+            "create",
+            "b",
+            "--address",
+            "127.0.0.1",
+            "--network-policy",
+            "p",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+    let mut hub = Command::new(BIN)
+        .args(["--config", c, "run", "--grace-secs", "30"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+    let mut t = tokio::net::TcpStream::connect(("127.0.0.1", explicit))
+        .await
+        .unwrap();
+    t.write_all(format!("CONNECT {echo_addr} HTTP/1.1\r\nHost: {echo_addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut b = [0u8; 39];
+    t.read_exact(&mut b).await.unwrap();
+    assert!(
+        b.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    ping(&mut t).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hub.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are no longer taken; the open tunnel still carries data.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", explicit))
+            .await
+            .is_err(),
+        "the egress listener still accepts while draining"
+    );
+    ping(&mut t).await;
+    assert!(
+        hub.try_wait().unwrap().is_none(),
+        "exited with a tunnel open"
+    );
+    drop(t);
+    let status = tokio::time::timeout(Duration::from_secs(5), hub.wait())
+        .await
+        .expect("the hub did not exit once the tunnel ended")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(dir.path().join("hub.log")).unwrap();
+    assert!(log.contains("Egress drained"), "{log}");
+}
