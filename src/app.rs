@@ -224,10 +224,12 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut bound = egress.addrs();
     bound.extend(listener.local_addr().ok());
+    let resolver = crate::proxy::resolve::Resolver::new(&snap.config.egress.resolvers);
     let proxy = Arc::new(crate::proxy::Egress::new(
         prepared.state.clone(),
         prepared.tls.clone(),
         bound,
+        resolver.clone(),
     ));
     let mut tasks = Vec::new();
     for (l, mode) in [
@@ -266,10 +268,12 @@ pub async fn serve(
         dns_tasks.push(tokio::spawn(crate::dns::serve_udp(
             udp,
             prepared.state.clone(),
+            resolver.clone(),
         )));
         dns_tasks.push(tokio::spawn(crate::dns::serve_tcp(
             tcp,
             prepared.state.clone(),
+            resolver.clone(),
         )));
     }
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);

@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::config::Snapshot;
 use crate::config::snapshot::canonical_ip;
 use crate::policy::host::{Target, parse_host};
-use crate::policy::{self, Allowance, Verdict};
+use crate::policy::{self, Allowance, DenyReason, Verdict};
+use crate::proxy::resolve::{ResolveError, Resolver};
 
 /// TTL of answers: short, so policy changes reach devboxes quickly.
 pub const TTL: u32 = 30;
@@ -39,6 +40,7 @@ pub enum Outcome {
 /// Answer one query message from `source`.
 pub async fn answer(
     snap: &Snapshot,
+    resolver: &Resolver,
     source: IpAddr,
     query: &[u8],
 ) -> (Option<Vec<u8>>, Outcome, String) {
@@ -57,7 +59,7 @@ pub async fn answer(
     let (outcome, name) = match req.queries() {
         [q] => {
             let name = q.name().to_ascii();
-            let outcome = resolve(snap, source, &name, q.query_type()).await;
+            let outcome = resolve(snap, resolver, source, &name, q.query_type()).await;
             if let Outcome::Answered(addrs) = &outcome {
                 for ip in addrs {
                     let rdata = match ip {
@@ -74,13 +76,26 @@ pub async fn answer(
         }
         _ => (Outcome::Refused("not_one_question"), String::new()),
     };
-    if let Outcome::Refused(_) = outcome {
-        resp.set_response_code(ResponseCode::Refused);
+    match outcome {
+        // Busy is temporary: SERVFAIL tells a resolver to try again later, REFUSED that it never will.
+        Outcome::Refused(r) if r == DenyReason::ResolveBusy.as_str() => {
+            resp.set_response_code(ResponseCode::ServFail);
+        }
+        Outcome::Refused(_) => {
+            resp.set_response_code(ResponseCode::Refused);
+        }
+        Outcome::Answered(_) => {}
     }
     (resp.to_vec().ok(), outcome, name)
 }
 
-async fn resolve(snap: &Snapshot, source: IpAddr, name: &str, qtype: RecordType) -> Outcome {
+async fn resolve(
+    snap: &Snapshot,
+    resolver: &Resolver,
+    source: IpAddr,
+    name: &str,
+    qtype: RecordType,
+) -> Outcome {
     let Some(devbox) = snap.devbox_by_addr.get(&canonical_ip(source)) else {
         return Outcome::Refused("unknown_devbox");
     };
@@ -101,12 +116,13 @@ async fn resolve(snap: &Snapshot, source: IpAddr, name: &str, qtype: RecordType)
         return Outcome::Refused("invalid_host");
     };
     let want_v4 = qtype == RecordType::A;
-    let addrs: Vec<IpAddr> = match tokio::net::lookup_host((n.as_str(), 0)).await {
-        Ok(it) => it
-            .map(|s| s.ip())
+    let addrs: Vec<IpAddr> = match resolver.lookup(&snap.config, source, n).await {
+        Ok(all) => all
+            .into_iter()
             .filter(|ip| ip.is_ipv4() == want_v4)
             .collect(),
-        Err(_) => return Outcome::Refused("resolve_failed"),
+        Err(ResolveError::Busy) => return Outcome::Refused(DenyReason::ResolveBusy.as_str()),
+        Err(ResolveError::Failed) => return Outcome::Refused(DenyReason::ResolveFailed.as_str()),
     };
     if addrs.is_empty() {
         return Outcome::Answered(Vec::new());
@@ -129,7 +145,7 @@ fn audit(source: SocketAddr, name: &str, outcome: &Outcome) {
 }
 
 /// Serve UDP queries until the task is dropped.
-pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>) {
+pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, resolver: Arc<Resolver>) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
@@ -137,10 +153,10 @@ pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>) {
             continue;
         };
         let q = buf[..n].to_vec();
-        let (sock, state) = (sock.clone(), state.clone());
+        let (sock, state, resolver) = (sock.clone(), state.clone(), resolver.clone());
         tokio::spawn(async move {
             let snap = state.load_full();
-            let (resp, outcome, name) = answer(&snap, src.ip(), &q).await;
+            let (resp, outcome, name) = answer(&snap, &resolver, src.ip(), &q).await;
             audit(src, &name, &outcome);
             if let Some(r) = resp {
                 let _ = sock.send_to(&r, src).await;
@@ -150,10 +166,14 @@ pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>) {
 }
 
 /// Serve TCP queries (length-prefixed) until the task is dropped.
-pub async fn serve_tcp(listener: TcpListener, state: Arc<ArcSwap<Snapshot>>) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    state: Arc<ArcSwap<Snapshot>>,
+    resolver: Arc<Resolver>,
+) {
     loop {
         let (mut s, src) = crate::server::accept_retrying(|| listener.accept()).await;
-        let state = state.clone();
+        let (state, resolver) = (state.clone(), resolver.clone());
         tokio::spawn(async move {
             let read = async {
                 let len = s.read_u16().await.ok()? as usize;
@@ -165,7 +185,7 @@ pub async fn serve_tcp(listener: TcpListener, state: Arc<ArcSwap<Snapshot>>) {
                 return;
             };
             let snap = state.load_full();
-            let (resp, outcome, name) = answer(&snap, src.ip(), &q).await;
+            let (resp, outcome, name) = answer(&snap, &resolver, src.ip(), &q).await;
             audit(src, &name, &outcome);
             if let Some(r) = resp {
                 let len = u16::try_from(r.len()).unwrap_or(u16::MAX);

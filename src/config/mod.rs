@@ -163,6 +163,8 @@ pub struct EgressSettings {
     /// Services on the hub host itself devboxes may reach: address and port (`None`: every port).
     /// Every other port on every host address is refused (`host_address`).
     pub allowed_host_services: Vec<(std::net::IpAddr, Option<u16>)>,
+    /// Nameservers the hub resolves destinations with; empty: the host's `/etc/resolv.conf`.
+    pub resolvers: Vec<SocketAddr>,
     /// Hosts that make up the agent gateway (`allow_agent_gateway`).
     pub agent_gateway_hosts: Vec<crate::policy::host::HostPattern>,
     /// Upstream TCP connect timeout.

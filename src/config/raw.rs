@@ -60,6 +60,7 @@ pub(crate) struct RawEgress {
     pub(crate) gateway_addresses: Option<Vec<String>>,
     pub(crate) allowed_private_ranges: Option<Vec<String>>,
     pub(crate) allowed_host_services: Option<Vec<String>>,
+    pub(crate) resolvers: Option<Vec<String>>,
     pub(crate) agent_gateway_hosts: Option<Vec<String>>,
     pub(crate) connect_timeout_ms: Option<u64>,
     pub(crate) idle_timeout_ms: Option<u64>,

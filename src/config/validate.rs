@@ -600,6 +600,23 @@ pub(crate) fn egress(
             ),
         }
     }
+    let mut resolvers = Vec::new();
+    for (i, v) in raw.resolvers.iter().flatten().enumerate() {
+        let parsed = v.parse::<SocketAddr>().ok().or_else(|| {
+            v.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
+        match parsed {
+            Some(a) => resolvers.push(a),
+            None => issues.push(
+                format!("egress.resolvers[{i}]"),
+                format!(
+                    "{v:?} is not ADDRESS or ADDRESS:PORT (e.g. \"10.0.0.2\", \"[fd00::53]:53\")"
+                ),
+            ),
+        }
+    }
     let mut devbox_interfaces = Vec::new();
     for (i, n) in raw.devbox_interfaces.iter().flatten().enumerate() {
         let ok = !n.is_empty()
@@ -632,6 +649,7 @@ pub(crate) fn egress(
         gateway_addresses,
         allowed_private_ranges,
         allowed_host_services,
+        resolvers,
         agent_gateway_hosts: host_patterns(
             raw.agent_gateway_hosts.as_deref().unwrap_or(&[]),
             "egress.agent_gateway_hosts",

@@ -117,6 +117,8 @@ pub enum DenyReason {
     InvalidHost,
     /// The name did not resolve.
     ResolveFailed,
+    /// The devbox already has as many lookups in flight as one devbox may (a query flood).
+    ResolveBusy,
     /// Neither TLS with SNI nor HTTP with Host, and nothing allows opaque TCP there.
     NoHostname,
     /// SNI, Host and request target disagree, or a tunnel carries another host than it was opened for.
@@ -146,6 +148,7 @@ impl DenyReason {
             Self::LoopToHub => "loop_to_hub",
             Self::InvalidHost => "invalid_host",
             Self::ResolveFailed => "resolve_failed",
+            Self::ResolveBusy => "resolve_busy",
             Self::NoHostname => "no_hostname",
             Self::HostMismatch => "host_mismatch",
             Self::AmbiguousRequest => "ambiguous_request",

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod forward;
 pub mod io;
 pub mod local;
+pub mod resolve;
 pub mod respond;
 pub mod splice;
 
@@ -54,6 +55,8 @@ pub struct Egress {
     /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
     bound: Vec<SocketAddr>,
     limit: Arc<Semaphore>,
+    /// Names to addresses, shared with the DNS responder.
+    resolver: Arc<resolve::Resolver>,
     /// The host's addresses, kept current (`local::LocalAddrs::shared`).
     local: Arc<local::LocalAddrs>,
     /// `admit`'s view for the current snapshot: (the snapshot's view, it plus `bound`).
@@ -199,6 +202,7 @@ impl Egress {
         state: Arc<ArcSwap<Snapshot>>,
         gateway_tls: Arc<rustls::ServerConfig>,
         bound: Vec<SocketAddr>,
+        resolver: Arc<resolve::Resolver>,
     ) -> Self {
         let gateway = Arc::new(Gateway::new(state.clone()));
         Self {
@@ -207,6 +211,7 @@ impl Egress {
             gateway_tls,
             bound,
             limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            resolver,
             local: local::LocalAddrs::shared(),
             admit_env: std::sync::Mutex::new(None),
         }
@@ -296,9 +301,12 @@ impl Egress {
     ) -> Result<Allowed, DenyReason> {
         let addrs: Vec<IpAddr> = match target {
             Target::Ip(ip) => vec![*ip],
-            Target::Name(n) => match tokio::net::lookup_host((n.as_str(), port)).await {
-                Ok(it) => it.map(|s| s.ip()).collect(),
-                Err(_) => return Err(ctx.deny(DenyReason::ResolveFailed)),
+            Target::Name(n) => match self.resolver.lookup(&snap.config, ctx.source.ip(), n).await {
+                Ok(addrs) => addrs,
+                Err(resolve::ResolveError::Busy) => return Err(ctx.deny(DenyReason::ResolveBusy)),
+                Err(resolve::ResolveError::Failed) => {
+                    return Err(ctx.deny(DenyReason::ResolveFailed));
+                }
             },
         };
         let env = self.admit_env(&snap.policy_env);

@@ -591,3 +591,129 @@ async fn plain_http_inside_a_connect_tunnel_must_name_the_connect_host() {
         "{got}"
     );
 }
+
+/// A nameserver on loopback: names starting with `slow` are answered after two seconds, every other
+/// name at once, all with 127.0.0.2.
+async fn slow_nameserver() -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    let sock = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((n, src)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let name = q.queries()[0].name().clone();
+                if name.to_ascii().starts_with("slow") {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_recursion_available(true);
+                r.add_query(q.queries()[0].clone());
+                if q.queries()[0].query_type() == hickory_proto::rr::RecordType::A {
+                    r.add_answer(Record::from_rdata(
+                        name,
+                        60,
+                        RData::A(A("127.0.0.2".parse().unwrap())),
+                    ));
+                }
+                let _ = sock.send_to(&r.to_vec().unwrap(), src).await;
+            });
+        }
+    });
+    addr
+}
+
+/// SECURITY: one devbox flooding the DNS responder with names that resolve slowly neither stalls
+/// another devbox's lookups nor its connections: lookups are asynchronous and bounded per devbox.
+#[tokio::test]
+async fn a_dns_flood_from_one_devbox_does_not_delay_another() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    let ns = slow_nameserver().await;
+    let up = Upstream::start(&["x.get"], "Bearer k").await;
+    let extra = format!(
+        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\ndns_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [\"127.0.0.0/8\"]\nallowed_host_services = [\"127.0.0.2:*\"]\nresolvers = [\"{ns}\"]\n{POLICIES}"
+    );
+    let hub = Hub::start_with(&[("x", &up.url(), &["x.*"])], &extra).await;
+    let (proxy, dns) = (hub.egress.1.unwrap(), hub.egress.2.unwrap());
+    hub.devbox_with_policy("flooder", &["127.0.0.1"], "agents", &[]);
+    hub.devbox_with_policy("victim", &["127.0.0.3"], "agents", &[]);
+    let echo = echo_server().await;
+
+    // The flood: 3000 queries for distinct slow names from one devbox, as fast as it can send.
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..3000u32 {
+        let mut m = Message::new();
+        m.set_id(i as u16).set_recursion_desired(true);
+        let name = Name::from_ascii(format!("slow-{i}.example.org.")).unwrap();
+        m.add_query(Query::query(name, RecordType::A));
+        flooder.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Meanwhile the other devbox resolves and connects at once.
+    let start = std::time::Instant::now();
+    let victim = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    let mut m = Message::new();
+    m.set_id(7).set_recursion_desired(true);
+    m.add_query(Query::query(
+        Name::from_ascii("fast.example.org.").unwrap(),
+        RecordType::A,
+    ));
+    victim.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let n = loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), victim.recv_from(&mut buf))
+            .await
+            .expect("the victim's query was not answered")
+            .unwrap();
+        if Message::from_vec(&buf[..n]).unwrap().id() == 7 {
+            break n;
+        }
+    };
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(r.response_code(), ResponseCode::NoError);
+    let dns_took = start.elapsed();
+
+    let start = std::time::Instant::now();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(proxy).await.unwrap();
+    let target = format!("fast.example.org:{}", echo.port());
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut head))
+        .await
+        .expect("the victim's CONNECT was not answered")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let connect_took = start.elapsed();
+    assert!(
+        dns_took < Duration::from_millis(500) && connect_took < Duration::from_millis(500),
+        "during the flood: DNS {dns_took:?}, CONNECT {connect_took:?}"
+    );
+
+    // The flooder itself was held to its share: beyond it, SERVFAIL at once (resolve_busy). (Most of
+    // those answers overflow the flooder's socket buffer; a few hundred arrive.)
+    let mut busy = 0;
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(300), flooder.recv_from(&mut buf)).await
+    {
+        if Message::from_vec(&buf[..n]).unwrap().response_code() == ResponseCode::ServFail {
+            busy += 1;
+        }
+    }
+    assert!(busy >= 100, "only {busy} flood queries were refused as busy");
+}
