@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 /// Shared readiness: false once the drain starts.
@@ -34,6 +34,9 @@ fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Res
     );
     r
 }
+
+/// Time a client of the admin listener gets to send a request head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
@@ -63,8 +66,10 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
                     })
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .http1_only()
+            // A head that never ends is closed, as on every other listener (slow-loris).
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });

@@ -536,3 +536,123 @@ async fn sigterm_drains_open_tunnels() {
     let log = std::fs::read_to_string(dir.path().join("hub.log")).unwrap();
     assert!(log.contains("Egress drained"), "{log}");
 }
+
+/// Ten thousand idle connections (half on the gateway, half on the egress proxy) do not stop the hub
+/// from serving a real call and a real tunnel at once.
+#[tokio::test]
+async fn ten_thousand_idle_connections_do_not_starve_real_work() {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    // Both this process and the hub hold one descriptor per connection.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let idle_count = 10_000usize.min(soft.saturating_sub(500));
+    let up = Upstream::start(&["x.get"], "Bearer s9").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [gw, explicit] = free_ports();
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        format!("version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\nurl = \"https://127.0.0.1:{gw}/mcp\"\nclient_timeout_ms = 60000\n[egress]\nexplicit_listen = \"127.0.0.1:{explicit}\"\nclient_hello_timeout_ms = 60000\nallowed_private_ranges = [\"127.0.0.0/8\"]\nallowed_host_services = [\"127.0.0.1:*\", \"[::1]:*\"]\n[[network_policies]]\nname = \"p\"\nallowed_hostnames = [\"localhost\"]\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let o = cli(c, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&[
+        "mcp-config",
+        "create",
+        "--name",
+        "x",
+        "--endpoint",
+        &up.url(),
+        "--allowed-tools",
+        "x.*",
+    ]);
+    let mut sc = std::process::Command::new(BIN)
+        .args(["--config", c, "secret", "create", "S"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(sc.stdin.as_mut().unwrap(), b"s9").unwrap();
+    assert!(sc.wait().unwrap().success());
+    let out = ok(&[
+        "devbox",
+        "create",
+        "b",
+        "--address",
+        "127.0.0.1",
+        "--network-policy",
+        "p",
+        "--mcp",
+        "X=x:S",
+    ]);
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("X="))
+        .unwrap()
+        .to_string();
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+    let mut hub = Command::new(BIN)
+        .args(["--config", c, "run"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("MCP_HUB_LOG", "warn")
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+
+    let mut idle = Vec::with_capacity(idle_count);
+    for i in 0..idle_count {
+        let port = if i % 2 == 0 { gw } else { explicit };
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = std::time::Instant::now();
+    let client = Client::new(
+        &format!("https://127.0.0.1:{gw}/mcp"),
+        &dir.path().join("state/ca/ca.pem"),
+        false,
+    );
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x.get","arguments":{}}});
+    assert_eq!(client.post(&token, &call).await.status, StatusCode::OK);
+    let mut t = tokio::net::TcpStream::connect(("127.0.0.1", explicit))
+        .await
+        .unwrap();
+    let up_port = up.url().parse::<http::Uri>().unwrap().port_u16().unwrap();
+    let target = format!("localhost:{up_port}");
+    t.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    t.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "{idle_count} idle connections: real work took {took:?}"
+    );
+    assert!(hub.try_wait().unwrap().is_none(), "the hub died");
+    eprintln!("{idle_count} idle connections: a call and a CONNECT in {took:?}");
+    drop(idle);
+    let _ = hub.kill().await;
+}

@@ -715,5 +715,124 @@ async fn a_dns_flood_from_one_devbox_does_not_delay_another() {
             busy += 1;
         }
     }
-    assert!(busy >= 100, "only {busy} flood queries were refused as busy");
+    assert!(
+        busy >= 100,
+        "only {busy} flood queries were refused as busy"
+    );
+}
+
+/// An origin that accepts and never answers, and one whose response header never ends.
+async fn hostile_origins() -> (SocketAddr, SocketAddr) {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs = (silent.local_addr().unwrap(), endless.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = endless.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                let _ = s.read(&mut b).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ").await;
+                let chunk = [b'a'; 8192];
+                while s.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    addrs
+}
+
+/// Hostile origins and clients on the egress side, with a reload in the middle: each is ended with a
+/// clear answer within its bound, and a well-behaved agent is served throughout.
+#[tokio::test]
+async fn egress_survives_hostile_origins_and_slow_clients_across_a_reload() {
+    let up = Upstream::start(&["x.get"], "Bearer k").await;
+    let extra = format!(
+        "[egress]\nexplicit_listen = \"127.0.0.1:0\"\ndns_listen = \"127.0.0.1:0\"\nallowed_private_ranges = [\"127.0.0.0/8\"]\nallowed_host_services = [\"127.0.0.1:*\", \"[::1]:*\"]\nclient_hello_timeout_ms = 500\nidle_timeout_ms = 800\n{POLICIES}"
+    );
+    let hub = Hub::start_with(&[("x", &up.url(), &["x.*"])], &extra).await;
+    let (proxy, dns) = (hub.egress.1.unwrap(), hub.egress.2.unwrap());
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let good = http_origin().await.port();
+    let (silent, endless) = hostile_origins().await;
+    let get = |port: u16| {
+        format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+    };
+    let served = || async move {
+        let (mut s, resp) = raw(proxy, &get(good)).await;
+        read_all(&mut s, resp).await.starts_with("HTTP/1.1 200")
+    };
+
+    let start = std::time::Instant::now();
+    // Slow-loris heads on the explicit proxy (in a tunnel too) and on DNS over TCP.
+    let mut loris = TcpStream::connect(proxy).await.unwrap();
+    loris
+        .write_all(b"GET http://localhost/ HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    let (mut in_tunnel, resp) = raw(proxy, &connect(&format!("localhost:{good}"))).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    in_tunnel.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let mut dns_loris = TcpStream::connect(dns).await.unwrap();
+    dns_loris.write_all(&[0]).await.unwrap();
+    // Origins that never answer, or never finish their header.
+    let hostile = async {
+        let (mut s, resp) = raw(proxy, &get(silent.port())).await;
+        let silent_answer = read_all(&mut s, resp).await;
+        let (mut s, resp) = raw(proxy, &get(endless.port())).await;
+        let endless_answer = read_all(&mut s, resp).await;
+        (silent_answer, endless_answer)
+    };
+    let reload = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hub.edit(|ws| {
+            let f = mcp_hub::manage::PolicyFields {
+                description: Some("edited under fire".into()),
+                ..Default::default()
+            };
+            mcp_hub::manage::network_policy_update(ws, "agents", f).unwrap();
+        });
+        hub.sync();
+        served().await
+    };
+    let ((silent_answer, endless_answer), served_after_reload, loris_out, tunnel_out) = tokio::join!(
+        hostile,
+        reload,
+        read_all(&mut loris, String::new()),
+        read_all(&mut in_tunnel, String::new()),
+    );
+    assert!(
+        served_after_reload,
+        "a good request failed during the faults"
+    );
+    assert!(
+        silent_answer.starts_with("HTTP/1.1 504")
+            && silent_answer.contains("x-proxy-error: upstream_timeout"),
+        "{silent_answer}"
+    );
+    assert!(
+        endless_answer.starts_with("HTTP/1.1 502")
+            && endless_answer.contains("x-proxy-error: upstream_error"),
+        "{}",
+        &endless_answer[..endless_answer.len().min(300)]
+    );
+    // The slow heads were closed (without a forwarded request), not kept.
+    assert!(!loris_out.contains("200 OK"), "{loris_out}");
+    assert!(!tunnel_out.contains("200 OK"), "{tunnel_out}");
+    let mut b = [0u8; 1];
+    let dns_closed = tokio::time::timeout(Duration::from_secs(8), dns_loris.read(&mut b)).await;
+    assert!(
+        matches!(dns_closed, Ok(Ok(0)) | Ok(Err(_))),
+        "DNS kept a stalled query"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(served().await);
 }

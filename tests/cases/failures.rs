@@ -260,3 +260,80 @@ async fn idle_and_slow_header_connections_are_closed_but_streams_are_not() {
         assert!(f.is_ok(), "stream broke: {f:?}");
     }
 }
+
+/// An upstream that starts an SSE response, sends one event and dies (no terminating chunk).
+async fn dying_sse_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 8192];
+                // The head and a body of any length that arrived with it are enough to answer.
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                }
+                let event = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                    event.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = s.set_zero_linger();
+            });
+        }
+    });
+    format!("http://{addr}/mcp")
+}
+
+/// SSE from an upstream that dies mid-stream: the agent gets what was sent and a prompt end, never a
+/// hang; the other upstream keeps working; a reload right then changes nothing for anyone.
+#[tokio::test]
+async fn an_upstream_dying_mid_stream_ends_that_stream_only() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start(&["a.get"], "Bearer k").await;
+    let dying = dying_sse_upstream().await;
+    let hub = Hub::start(&[("good", &up.url(), &["*"]), ("dying", &dying, &["*"])]).await;
+    hub.secret("S", "k");
+    let env = hub.devbox("b", &[], &["GOOD=good:S", "DYING=dying:S"]);
+    let c = hub.client();
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a.get","arguments":{}}});
+    for round in 0..3 {
+        let resp = c
+            .send(c.request(Method::POST, Some(&env["DYING"]), &[], &call.to_string()))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(f) = body.frame().await {
+                match f {
+                    Ok(f) => got.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..])),
+                    Err(_) => break,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "round {round}: the stream hung after the upstream died"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("notifications/progress"),
+            "round {round}: {text}"
+        );
+        if round == 1 {
+            hub.sync();
+        }
+        let r = c.post(&env["GOOD"], &call).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.text());
+        assert!(r.text().contains("called a.get"), "{}", r.text());
+    }
+}
