@@ -218,38 +218,49 @@ pub async fn sniff_after(
 
 /// Read until rustls has a complete ClientHello.
 async fn client_hello(s: &mut TcpStream, mut buf: BytesMut) -> Result<Sniffed, DetectError> {
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut fed = 0;
     loop {
-        let mut rd = &buf[fed..];
-        while !rd.is_empty() {
-            acceptor
-                .read_tls(&mut rd)
-                .map_err(|_| DetectError::Malformed("TLS record"))?;
-        }
-        fed = buf.len();
-        match acceptor.accept() {
-            Ok(Some(accepted)) => {
-                let sni = accepted.client_hello().server_name().map(str::to_string);
-                return Ok(Sniffed::Tls {
-                    bytes: buf.freeze(),
-                    sni,
-                });
-            }
-            Ok(None) => {}
-            Err((
-                rustls::Error::PeerMisbehaved(
-                    rustls::PeerMisbehaved::ServerNameMustContainOneHostName,
-                )
-                | rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidServerName),
-                _,
-            )) => return Err(DetectError::BadServerName),
-            Err(_) => return Err(DetectError::Malformed("TLS ClientHello")),
+        if let Some(sni) = parse_client_hello(&buf)? {
+            return Ok(Sniffed::Tls {
+                bytes: buf.freeze(),
+                sni,
+            });
         }
         if buf.len() > MAX_CLIENT_HELLO {
             return Err(DetectError::TooLarge);
         }
         read_more(s, &mut buf).await?;
+    }
+}
+
+/// The server name of the ClientHello at the start of `buf`, read by rustls's own `Acceptor`:
+/// `Ok(None)` while it is incomplete, `Ok(Some(None))` for a ClientHello without SNI. Each call
+/// parses from the start (a ClientHello spans a segment or two, so re-reading is cheaper than
+/// keeping an acceptor across reads), which also makes it a pure function for the fuzzer.
+///
+/// # Errors
+/// Malformed TLS records or ClientHello; `BadServerName` for a server name that is not a host name.
+pub fn parse_client_hello(buf: &[u8]) -> Result<Option<Option<String>>, DetectError> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rd = buf;
+    while !rd.is_empty() {
+        // Ok(0) with bytes left: rustls's buffer is full; never loop on it.
+        match acceptor.read_tls(&mut rd) {
+            Ok(0) => return Err(DetectError::TooLarge),
+            Ok(_) => {}
+            Err(_) => return Err(DetectError::Malformed("TLS record")),
+        }
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => Ok(Some(
+            accepted.client_hello().server_name().map(str::to_string),
+        )),
+        Ok(None) => Ok(None),
+        Err((
+            rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::ServerNameMustContainOneHostName)
+            | rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidServerName),
+            _,
+        )) => Err(DetectError::BadServerName),
+        Err(_) => Err(DetectError::Malformed("TLS ClientHello")),
     }
 }
 
