@@ -448,15 +448,7 @@ impl Egress {
         let sniffed = match detect::sniff(&mut s, FIRST_BYTE_TIMEOUT, eg.client_hello_timeout).await
         {
             Ok(x) => x,
-            Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
-            Err(DetectError::BadServerName) => {
-                ctx.deny(DenyReason::InvalidHost);
-                return respond::tls(&mut s).await;
-            }
-            Err(_) => {
-                ctx.reason = "malformed_opening";
-                return respond::reset(s);
-            }
+            Err(e) => return refuse_opening(ctx, s, e).await,
         };
         match sniffed {
             Sniffed::Tls { bytes, sni } => {
@@ -674,15 +666,7 @@ impl Egress {
                 .await
             {
                 Ok(x) => x,
-                Err(DetectError::BadHttp) => return refuse_http(ctx, &mut s, bad_http()).await,
-                Err(DetectError::BadServerName) => {
-                    ctx.deny(DenyReason::InvalidHost);
-                    return respond::tls(&mut s).await;
-                }
-                Err(_) => {
-                    ctx.deny(DenyReason::MalformedRequest);
-                    return respond::reset(s);
-                }
+                Err(e) => return refuse_opening(ctx, s, e).await,
             };
         match sniffed {
             Sniffed::Tls { bytes, sni } => {
@@ -855,6 +839,23 @@ async fn refuse_http(ctx: &mut ConnCtx, s: &mut TcpStream, r: Refusal) {
         }
     };
     respond::http(s, r.status, r.reason.as_str(), &body).await;
+}
+
+/// The one answer to an opening that could not be read, for the transparent path and the inside
+/// of a CONNECT tunnel alike: a 400 for broken HTTP, an `access_denied` alert for a server name that
+/// is not a host name, a reset for anything else (a timeout, a cap, broken TLS).
+async fn refuse_opening(ctx: &mut ConnCtx, mut s: TcpStream, e: DetectError) {
+    match e {
+        DetectError::BadHttp => refuse_http(ctx, &mut s, bad_http()).await,
+        DetectError::BadServerName => {
+            ctx.deny(DenyReason::InvalidHost);
+            respond::tls(&mut s).await;
+        }
+        _ => {
+            ctx.reason = "malformed_opening";
+            respond::reset(s);
+        }
+    }
 }
 
 fn bad_http() -> Refusal {
