@@ -326,6 +326,29 @@ async fn the_cli_goes_through_the_admin_socket_while_the_service_runs() {
     );
 }
 
+/// Start `program args` (the hub, possibly under a wrapper that execs it) as systemd would, its log in
+/// `dir/hub.log`, and wait for its READY=1.
+async fn start_ready(
+    dir: &std::path::Path,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    let notify_path = dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = std::fs::File::create(dir.join("hub.log")).unwrap();
+    let hub = Command::new(program)
+        .args(args)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .envs(env.iter().copied())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(recv(&notify).await.starts_with("READY=1"));
+    hub
+}
+
 /// CPU time (user + system, in clock ticks) the process has used so far.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -366,23 +389,13 @@ async fn descriptor_exhaustion_backs_off_and_recovers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let mut hub = Command::new("prlimit")
-        .args([
-            "--nofile=64:64",
-            BIN,
-            "--config",
-            cfg.to_str().unwrap(),
-            "run",
-        ])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(recv(&notify).await.starts_with("READY=1"));
+    let mut hub = start_ready(
+        dir.path(),
+        "prlimit",
+        &["--nofile=64:64", BIN, "--config", c, "run"],
+        &[],
+    )
+    .await;
     let pid = hub.id().unwrap();
     // Use up the hub's descriptors with connections that never send a byte.
     let mut flood = Vec::new();
@@ -484,17 +497,13 @@ async fn sigterm_drains_open_tunnels() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let mut hub = Command::new(BIN)
-        .args(["--config", c, "run", "--grace-secs", "30"])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(recv(&notify).await.starts_with("READY=1"));
+    let mut hub = start_ready(
+        dir.path(),
+        BIN,
+        &["--config", c, "run", "--grace-secs", "30"],
+        &[],
+    )
+    .await;
     let mut t = tokio::net::TcpStream::connect(("127.0.0.1", explicit))
         .await
         .unwrap();
@@ -604,18 +613,13 @@ async fn ten_thousand_idle_connections_do_not_starve_real_work() {
         .find_map(|l| l.strip_prefix("X="))
         .unwrap()
         .to_string();
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let mut hub = Command::new(BIN)
-        .args(["--config", c, "run"])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("MCP_HUB_LOG", "warn")
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(recv(&notify).await.starts_with("READY=1"));
+    let mut hub = start_ready(
+        dir.path(),
+        BIN,
+        &["--config", c, "run"],
+        &[("MCP_HUB_LOG", "warn")],
+    )
+    .await;
 
     let mut idle = Vec::with_capacity(idle_count);
     for i in 0..idle_count {
