@@ -6,13 +6,23 @@
 //! egress_load bulk  --addr IP:PORT [--proxy IP:PORT] --host NAME --path /blob
 //! egress_load conns --addr IP:PORT [--proxy IP:PORT] --host NAME --path /small --concurrency 32 --seconds 5
 //! ```
+//!
+//! `--tls CA.pem` speaks HTTPS to the origin (SNI `--host`, verified against that CA): what agents mostly
+//! open, and the path on which the hub only reads the ClientHello and then relays bytes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+type Stream = BufReader<Pin<Box<dyn Io>>>;
 
 struct Args {
     mode: String,
@@ -22,6 +32,23 @@ struct Args {
     path: String,
     concurrency: usize,
     seconds: u64,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+fn tls_connector(ca: &str) -> tokio_rustls::TlsConnector {
+    let pem = std::fs::read(ca).expect("read --tls CA file");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(c.expect("CA PEM")).expect("CA certificate");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 fn args() -> Args {
@@ -35,6 +62,7 @@ fn args() -> Args {
         path: "/".into(),
         concurrency: 32,
         seconds: 5,
+        tls: None,
     };
     while let Some(k) = it.next() {
         let v = it.next().expect("value");
@@ -45,16 +73,31 @@ fn args() -> Args {
             "--path" => a.path = v,
             "--concurrency" => a.concurrency = v.parse().unwrap(),
             "--seconds" => a.seconds = v.parse().unwrap(),
+            "--tls" => a.tls = Some(tls_connector(&v)),
             other => panic!("unknown flag {other}"),
         }
     }
     a
 }
 
-/// Open a connection to the origin, through the proxy when given. Returns the stream.
-async fn open(a: &Args) -> std::io::Result<BufReader<TcpStream>> {
+/// Open a connection to the origin (through the proxy when given, then TLS when asked).
+async fn open(a: &Args) -> std::io::Result<Stream> {
+    let tcp = connect(a).await?;
+    let io: Pin<Box<dyn Io>> = match &a.tls {
+        None => Box::pin(tcp),
+        Some(tls) => {
+            let name = rustls_pki_types::ServerName::try_from(a.host.clone())
+                .map_err(std::io::Error::other)?;
+            Box::pin(tls.connect(name, tcp).await?)
+        }
+    };
+    Ok(BufReader::new(io))
+}
+
+/// A TCP connection to the origin, through the proxy when given (CONNECT answered).
+async fn connect(a: &Args) -> std::io::Result<TcpStream> {
     match &a.proxy {
-        None => Ok(BufReader::new(TcpStream::connect(&a.addr).await?)),
+        None => TcpStream::connect(&a.addr).await,
         Some(p) => {
             let s = TcpStream::connect(p).await?;
             let mut s = BufReader::new(s);
@@ -80,7 +123,8 @@ async fn open(a: &Args) -> std::io::Result<BufReader<TcpStream>> {
                     break;
                 }
             }
-            Ok(s)
+            // The proxy sends nothing after its answer until the client speaks.
+            Ok(s.into_inner())
         }
     }
 }
@@ -136,7 +180,12 @@ async fn main() {
                     while Instant::now() < deadline {
                         match fetch(&a).await {
                             Ok(n) if n > 0 => ok += 1,
-                            _ => err += 1,
+                            r => {
+                                if err == 0 {
+                                    eprintln!("first failure: {r:?}");
+                                }
+                                err += 1
+                            }
                         }
                     }
                     (ok, err)

@@ -1,6 +1,11 @@
 //! Zero-copy tunnelling with splice(2): socket -> pipe -> socket, so tunnelled bytes never enter user
 //! space. The bench showed the copying tunnel at a third of direct throughput; this is how the kernel
 //! moves them instead. Readiness comes from tokio, the syscalls from nix (no `unsafe` here).
+//!
+//! Each direction starts by copying through a small buffer and switches to splice only once it has
+//! moved `SPLICE_AFTER` bytes (HAProxy's `splice-auto` does the same): most tunnels are short (a TLS
+//! handshake and one API call), and for them the two pipes per direction (created, sized, closed)
+//! cost more system calls than the copying does.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,6 +22,11 @@ use tokio::net::TcpStream;
 /// default), and past that an unprivileged user's new pipes get 8 KiB. At 256 KiB x 4 per tunnel, 64
 /// tunnels fit before that; beyond, tunnels still work, with more syscalls.
 const PIPE_SIZE: i32 = 256 << 10;
+
+/// Bytes a direction copies through user space before it sets up its pipes.
+const SPLICE_AFTER: u64 = 64 << 10;
+/// The copy buffer of a direction that has not switched to splice yet.
+const COPY_BUF: usize = 16 << 10;
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) =
@@ -37,6 +47,10 @@ fn flags() -> SpliceFFlags {
 /// empty, so EAGAIN from a fill always means "the socket has nothing" (never "the pipe is full"), which
 /// is what clearing the socket's readiness needs to be true.
 async fn one_way(from: &TcpStream, to: &TcpStream, n: &AtomicU64) -> io::Result<()> {
+    if copy_first(from, to, n).await? {
+        let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        return Ok(());
+    }
     let pipes = [pipe()?, pipe()?];
     // Indexes of empty pipes, and of filled ones in fill order with the bytes each still holds.
     let mut empty: Vec<usize> = vec![1, 0];
@@ -94,6 +108,33 @@ async fn one_way(from: &TcpStream, to: &TcpStream, n: &AtomicU64) -> io::Result<
             else => return Ok(()),
         }
     }
+}
+
+/// The start of a direction: copy through a buffer until `SPLICE_AFTER` bytes have moved (returns
+/// `false`: go on with splice) or the source ends first (`true`).
+async fn copy_first(from: &TcpStream, to: &TcpStream, n: &AtomicU64) -> io::Result<bool> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut moved = 0u64;
+    while moved < SPLICE_AFTER {
+        from.readable().await?;
+        let k = match from.try_read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        n.fetch_add(k as u64, Ordering::Relaxed);
+        let mut off = 0;
+        while off < k {
+            match to.try_write(&buf[off..k]) {
+                Ok(w) => off += w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        moved += k as u64;
+    }
+    Ok(false)
 }
 
 /// Tunnel two sockets both ways until both directions end, an error, `idle` without a byte, or `stop`
