@@ -4,25 +4,45 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::OnceLock;
+
+/// The socket messages are sent from, opened with the first message (`READY=1`, at start-up) and kept:
+/// a hub out of file descriptors must still be able to tell systemd that a reload ran or that it is
+/// stopping, and a socket per message would need a descriptor each time.
+static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+
+fn unbound() -> std::io::Result<UnixDatagram> {
+    let sock = UnixDatagram::unbound()?;
+    // Never block the service on its supervisor: if the notify socket is full, the message is dropped.
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
 
 /// Send `msg` to the socket systemd gave us, if any. Errors are logged, never fatal.
 pub fn notify(msg: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    if let Err(e) = notify_to(Path::new(&path), msg) {
+    let sock = SOCKET.get_or_init(|| {
+        unbound()
+            .map_err(|e| tracing::warn!(error = %e, "cannot open a socket for sd_notify"))
+            .ok()
+    });
+    let Some(sock) = sock else { return };
+    if let Err(e) = send(sock, Path::new(&path), msg) {
         tracing::warn!(error = %e, "sd_notify failed");
     }
 }
 
-/// Send `msg` to a notify socket path (`@name` for the abstract namespace).
+/// Send `msg` to a notify socket path (`@name` for the abstract namespace), from a new socket.
 ///
 /// # Errors
 /// Socket errors.
 pub fn notify_to(path: &Path, msg: &str) -> std::io::Result<()> {
-    let sock = UnixDatagram::unbound()?;
-    // Never block the service on its supervisor: if the notify socket is full, the message is dropped.
-    sock.set_nonblocking(true)?;
+    send(&unbound()?, path, msg)
+}
+
+fn send(sock: &UnixDatagram, path: &Path, msg: &str) -> std::io::Result<()> {
     let raw = path.as_os_str().as_encoded_bytes();
     if let Some(name) = raw.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
