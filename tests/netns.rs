@@ -736,7 +736,7 @@ fn raw_tcp(lab: &Lab, n: &str, addr: &str, port: u16, bytes: &str) -> String {
 /// before the fixes this test came with).
 #[test]
 fn bypasses_found_end_to_end_are_closed() {
-    let Some(World { lab, d, .. }) = world("b") else {
+    let Some(World { mut lab, d, .. }) = world("b") else {
         return;
     };
     let (hub, dbx2) = (lab.ns("hub"), lab.ns("dbx2"));
@@ -919,5 +919,38 @@ fn bypasses_found_end_to_end_are_closed() {
         start.elapsed()
     );
     assert!(!got.contains("hello from the world"), "{got}");
+
+    // Slow-loris on the transparent listener: 200 connections (to ports 80 and 443, both redirected)
+    // that send one byte of a request head or a ClientHello and then nothing. While they are held, a
+    // real request is served at once; the hub closes every one of them by itself (first-byte and
+    // ClientHello deadlines) instead of holding them forever.
+    let loris = "import socket,time\ncs=[]\nfor i in range(200):\n  s=socket.create_connection(('10.88.0.2',80 if i%2 else 443),timeout=5)\n  s.sendall(b'G' if i%2 else b'\\x16')\n  cs.append(s)\nprint('held',flush=True)\nt=time.time()\nfor s in cs:\n  s.settimeout(max(0.1,40-(time.time()-t)))\n  try:\n    s.recv(1)\n  except TimeoutError as e:\n    print('still open',e,flush=True)\n  except OSError:\n    pass\nprint('closed after %.1f'%(time.time()-t),flush=True)";
+    lab.spawn("dbx", &["python3", "-c", loris], &[], "loris.log");
+    wait_for("the slow-loris connections", || {
+        lab.log("loris.log").contains("held")
+    });
+    let start = Instant::now();
+    let got = raw_tcp(
+        &lab,
+        "dbx",
+        "10.88.0.2",
+        80,
+        "GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        got.contains("hello from the world") && start.elapsed() < Duration::from_secs(3),
+        "a real request behind 200 slow-loris connections took {:?}: {got}",
+        start.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !lab.log("loris.log").contains("closed after") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = lab.log("loris.log");
+    assert!(
+        out.contains("closed after") && !out.contains("still open"),
+        "the hub held slow-loris connections: {out}"
+    );
+    eprintln!("slow-loris: {}", out.trim());
     let _ = d;
 }
