@@ -24,11 +24,11 @@ pub enum ReadError<E> {
 /// # Errors
 /// [`ReadError::TooLarge`] past the limit (also when the announced length is already past it, before
 /// anything is read); [`ReadError::Body`] when the body fails.
-pub async fn read_bounded<B>(body: B, limit: usize) -> Result<Bytes, ReadError<B::Error>>
+pub async fn read_bounded<B>(body: &mut B, limit: usize) -> Result<Bytes, ReadError<B::Error>>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
 {
-    let mut body = std::pin::pin!(body);
+    let mut body = std::pin::Pin::new(body);
     if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
         return Err(ReadError::TooLarge);
     }
@@ -60,6 +60,34 @@ where
     Ok(more.map_or(first, BytesMut::freeze))
 }
 
+/// Read and drop what is left of `body`, until it ends, `limit` more bytes have gone by, `time` has
+/// passed, or it fails; whichever comes first. For refused requests: see `gateway::refuse`.
+pub async fn discard<B>(body: &mut B, limit: usize, time: std::time::Duration)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut body = std::pin::Pin::new(body);
+    if body.is_end_stream() {
+        return;
+    }
+    let drain = async {
+        let mut left = limit;
+        while !body.is_end_stream() {
+            match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    match left.checked_sub(n) {
+                        Some(l) => left = l,
+                        None => return,
+                    }
+                }
+                Some(Err(_)) | None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(time, drain).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,39 +105,41 @@ mod tests {
     #[tokio::test]
     async fn one_frame_is_passed_on_without_a_copy() {
         let src = Bytes::from_static(b"{\"jsonrpc\":\"2.0\"}");
-        let got = read_bounded(Full::new(src.clone()), 100).await.unwrap();
+        let got = read_bounded(&mut Full::new(src.clone()), 100)
+            .await
+            .unwrap();
         assert_eq!(got, src);
         assert_eq!(got.as_ptr(), src.as_ptr(), "the frame's own bytes");
     }
 
     #[tokio::test]
     async fn frames_are_joined_in_order() {
-        let got = read_bounded(frames(&["ab", "", "cd", "e"]), 5)
+        let got = read_bounded(&mut frames(&["ab", "", "cd", "e"]), 5)
             .await
             .unwrap();
         assert_eq!(&got[..], b"abcde");
-        let empty = read_bounded(frames(&[]), 5).await.unwrap();
+        let empty = read_bounded(&mut frames(&[]), 5).await.unwrap();
         assert!(empty.is_empty());
     }
 
     #[tokio::test]
     async fn the_limit_holds_across_frames_and_announced_lengths() {
         assert!(matches!(
-            read_bounded(frames(&["abc", "def"]), 5).await,
+            read_bounded(&mut frames(&["abc", "def"]), 5).await,
             Err(ReadError::TooLarge)
         ));
         assert!(matches!(
-            read_bounded(frames(&["abcdef"]), 5).await,
+            read_bounded(&mut frames(&["abcdef"]), 5).await,
             Err(ReadError::TooLarge)
         ));
         // Announced too large: refused before reading.
         assert!(matches!(
-            read_bounded(Full::new(Bytes::from_static(b"abcdef")), 5).await,
+            read_bounded(&mut Full::new(Bytes::from_static(b"abcdef")), 5).await,
             Err(ReadError::TooLarge)
         ));
         // Exactly the limit is fine.
         assert_eq!(
-            &read_bounded(frames(&["abc", "de"]), 5).await.unwrap()[..],
+            &read_bounded(&mut frames(&["abc", "de"]), 5).await.unwrap()[..],
             b"abcde"
         );
     }
@@ -120,14 +150,19 @@ mod tests {
             Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
             Err(std::io::Error::other("reset")),
         ];
-        let body = StreamBody::new(futures_util::stream::iter(parts));
+        let mut body = StreamBody::new(futures_util::stream::iter(parts));
         assert!(matches!(
-            read_bounded(body, 100).await,
+            read_bounded(&mut body, 100).await,
             Err(ReadError::Body(_))
         ));
         // Trailers are not data.
-        let with_trailers = Full::new(Bytes::from_static(b"x"))
-            .with_trailers(async { Some(Ok(http::HeaderMap::new())) });
-        assert_eq!(&read_bounded(with_trailers, 5).await.unwrap()[..], b"x");
+        let mut with_trailers = Box::pin(
+            Full::new(Bytes::from_static(b"x"))
+                .with_trailers(async { Some(Ok(http::HeaderMap::new())) }),
+        );
+        assert_eq!(
+            &read_bounded(&mut with_trailers, 5).await.unwrap()[..],
+            b"x"
+        );
     }
 }

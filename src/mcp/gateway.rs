@@ -1,10 +1,14 @@
 //! The gateway service: one HTTPS endpoint, many upstream MCP servers.
 //!
 //! Pipeline per request (each stage a function, in this order):
-//! `authenticate -> check_origin -> check_path -> read_body -> parse -> check_metadata_headers ->
-//!  screen_tool_calls -> build_upstream_request -> upstream.send -> relay::respond`.
+//! `authenticate -> authority_matches -> check_origin -> (path, method) -> is_json -> read_body ->
+//!  jsonrpc::parse_messages -> check_metadata_headers -> screen_tool_calls -> session::open ->
+//!  build_upstream_request -> upstream.send -> relay::respond`.
 //! Nothing reaches an upstream before the token, origin and tool checks have passed, and the agent's
 //! token is never forwarded: the bound credential is injected in its place.
+//!
+//! Every stage that can refuse returns `Result<_, Refused>`; `Gateway::refuse` is the one exit that
+//! audits, counts and answers a refusal (`denial::Denial` holds status, code and reason together).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -20,6 +24,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::body::{self, ReadError};
+use super::denial::{Denial, Refused};
 use super::headers as mcp_headers;
 use super::jsonrpc::{self, BodyError, Message, Messages, code};
 use super::relay::{self, RelayCtx};
@@ -29,6 +34,9 @@ use super::upstream::{ClientKey, Upstream, UpstreamError};
 use crate::audit::{self, Verdict, Who};
 use crate::config::snapshot::{AuthFailure, Binding};
 use crate::config::{GatewaySettings, Snapshot};
+
+/// How long a refused request's unread body is read and discarded before the answer goes out.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 mod client_headers;
 use client_headers::ClientHeaders;
@@ -130,7 +138,6 @@ struct Forward<'r> {
 struct Ctx {
     snap: Arc<Snapshot>,
     binding: Arc<Binding>,
-    peer: SocketAddr,
     started: Instant,
     who: Who,
     /// The client speaks 2026-07-28 or later (read once; several stages ask).
@@ -159,26 +166,19 @@ impl Gateway {
         auth: &ConnAuth,
     ) -> Response<Body>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let snap = self.state.load_full();
         let (parts, body) = req.into_parts();
+        // Taken by the stage that reads it; a refusal before then lingers on what is left.
+        let mut body = Some(body);
         let seen = ClientHeaders::of(&parts.headers);
         let binding = match authenticate(&snap, &parts.uri, &seen, peer, auth) {
             Ok(b) => b,
             Err(f) => {
-                audit::denial(peer, None, f.as_str(), 401);
-                let msg = match f {
-                    AuthFailure::Missing => {
-                        "missing bearer token; send Authorization: Bearer $YOUR_MCP_SECRET"
-                    }
-                    AuthFailure::InQuery => {
-                        "tokens are not accepted in the URL; send Authorization: Bearer"
-                    }
-                    _ => "invalid, revoked or misplaced token",
-                };
-                return respond::unauthorized(msg, f.as_str());
+                let gw = &snap.config.gateway;
+                return refuse(peer, None, gw, Denial::Auth(f).into(), body).await;
             }
         };
         let who = Who {
@@ -186,59 +186,59 @@ impl Gateway {
             binding: binding.clone(),
         };
         let ctx = Ctx {
-            snap,
+            snap: snap.clone(),
             binding,
-            peer,
             started: Instant::now(),
-            who,
+            who: who.clone(),
             modern: is_modern(&seen),
         };
+        match self.serve(ctx, &parts, seen, &mut body).await {
+            Ok(r) => r,
+            Err(r) => refuse(peer, Some(&who), &snap.config.gateway, r, body).await,
+        }
+    }
+
+    /// The stages after authentication, up to the response.
+    async fn serve<B>(
+        &self,
+        ctx: Ctx,
+        parts: &Parts,
+        seen: ClientHeaders<'_>,
+        body: &mut Option<B>,
+    ) -> Result<Response<Body>, Refused>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let gw = &ctx.snap.config.gateway;
+        // SECURITY: a TLS session for the gateway cannot be used to address any other host.
         if !authority_matches(gw, &parts.uri, &seen) {
-            // SECURITY: a TLS session for the gateway cannot be used to address any other host.
-            audit::denial(peer, Some(&ctx.who), "host_mismatch", 421);
-            return respond::error(
-                StatusCode::MISDIRECTED_REQUEST,
-                Value::Null,
-                code::INVALID_REQUEST,
-                format!("this connection serves {} only", gw.host),
-                "host_mismatch",
-            );
+            return Err(Denial::HostMismatch.into());
         }
-        if let Err(r) = check_origin(gw, &seen) {
-            audit::denial(peer, Some(&ctx.who), "origin_not_allowed", 403);
-            return *r;
-        }
+        check_origin(gw, &seen)?;
         if parts.uri.path() != gw.path {
-            audit::denial(peer, Some(&ctx.who), "wrong_path", 404);
-            return respond::error(
-                StatusCode::NOT_FOUND,
-                Value::Null,
-                code::INVALID_REQUEST,
-                format!("no MCP endpoint here; use {}", gw.url),
-                "wrong_path",
-            );
+            return Err(Denial::WrongPath.into());
         }
         // Both branches end in the one `forward` below: a single await site keeps this future small
         // (each await of a sub-future reserves its own room, and hyper moves this future per request).
         let fwd = match parts.method {
-            Method::POST => match self.post(ctx, &parts, seen, body).await {
+            Method::POST => match self.post(ctx, parts, seen, body).await? {
                 Step::Forward(f) => f,
-                Step::Answered(r) => return r,
+                Step::Answered(r) => return Ok(r),
             },
             Method::GET | Method::DELETE => {
                 // Nothing of a GET's or DELETE's body goes upstream; it is not kept for the
                 // (possibly long) stream either.
-                drop(body);
+                drop(body.take());
                 Forward {
                     ctx,
-                    parts: &parts,
+                    parts,
                     seen,
                     body: Bytes::new(),
                     local: relay::Local::none(),
                 }
             }
-            _ => return respond::method_not_allowed(),
+            _ => return Err(Denial::MethodNotAllowed.into()),
         };
         self.forward(fwd).await
     }
@@ -250,67 +250,34 @@ impl Gateway {
         ctx: Ctx,
         parts: &'r Parts,
         seen: ClientHeaders<'r>,
-        body: B,
-    ) -> Step<'r>
+        body: &mut Option<B>,
+    ) -> Result<Step<'r>, Refused>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let gw = &ctx.snap.config.gateway;
         if !is_json(&seen) {
-            audit::denial(ctx.peer, Some(&ctx.who), "unsupported_media_type", 415);
-            return Step::Answered(respond::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Value::Null,
-                code::INVALID_REQUEST,
-                "POST bodies must be Content-Type: application/json",
-                "unsupported_media_type",
-            ));
+            return Err(Denial::UnsupportedMediaType.into());
         }
-        let raw = match read_body(body, gw).await {
-            Ok(b) => b,
-            Err(r) => {
-                audit::denial(ctx.peer, Some(&ctx.who), "bad_body", r.status().as_u16());
-                return Step::Answered(r);
-            }
-        };
-        let msgs = match jsonrpc::parse_messages(&raw) {
-            Ok(m) => m,
-            Err(e) => {
-                let (code, reason, m) = match e {
-                    BodyError::Parse(m) => (code::PARSE_ERROR, "parse_error", m),
-                    BodyError::Invalid(m) => (code::INVALID_REQUEST, "invalid_request", m),
-                };
-                audit::denial(ctx.peer, Some(&ctx.who), reason, 400);
-                return Step::Answered(respond::error(
-                    StatusCode::BAD_REQUEST,
-                    Value::Null,
-                    code,
-                    m,
-                    reason,
-                ));
-            }
-        };
+        let raw = read_body(body, gw).await?;
+        let msgs = jsonrpc::parse_messages(&raw).map_err(|e| match e {
+            BodyError::Parse(m) => Denial::ParseError(m),
+            BodyError::Invalid(m) => Denial::InvalidRequest(m),
+        })?;
         let batch = msgs.batch;
         if let Err(m) = check_metadata_headers(&seen, ctx.modern, &msgs) {
-            audit::denial(ctx.peer, Some(&ctx.who), "header_mismatch", 400);
             let id = if batch {
                 Value::Null
             } else {
                 msgs.items[0].id.clone()
             };
-            return Step::Answered(respond::error(
-                StatusCode::BAD_REQUEST,
-                id,
-                code::HEADER_MISMATCH,
-                m,
-                "header_mismatch",
-            ));
+            return Err(Denial::HeaderMismatch(m).to(id));
         }
         let (forward, mut local) = screen_tool_calls(&ctx, &msgs);
         if forward.is_empty() {
             // Everything was answered by the hub itself.
-            return Step::Answered(relay::local_only(local, batch));
+            return Ok(Step::Answered(relay::local_only(local, batch)));
         }
         // Nothing screened out: forward the client's bytes as they came; otherwise the remaining
         // messages' own texts.
@@ -333,13 +300,13 @@ impl Gateway {
         // The parsed views are done with: not kept in this future's state across the upstream exchange.
         drop(forward);
         drop(msgs);
-        Step::Forward(Forward {
+        Ok(Step::Forward(Forward {
             ctx,
             parts,
             seen,
             body,
             local,
-        })
+        }))
     }
 
     fn client(&self, gw: &GatewaySettings) -> Result<Arc<Upstream>, String> {
@@ -359,7 +326,7 @@ impl Gateway {
     }
 
     /// Stages after screening: session, upstream request, send, relay.
-    async fn forward(&self, f: Forward<'_>) -> Response<Body> {
+    async fn forward(&self, f: Forward<'_>) -> Result<Response<Body>, Refused> {
         let Forward {
             ctx,
             parts,
@@ -377,58 +344,39 @@ impl Gateway {
                     .to_str()
                     .ok()
                     .and_then(|s| session::open(ctx.snap.session_key(), &ctx.binding.token_id, s));
-                match opened {
-                    Some(s) => Some(s),
-                    None => {
-                        // SECURITY: a session id not sealed for this token (another token's, forged, or from
-                        // before a key change) is "not found", exactly as an expired session.
-                        audit::denial(ctx.peer, Some(&ctx.who), "session_not_found", 404);
-                        return respond::error(
-                            StatusCode::NOT_FOUND,
-                            local.single_id.clone(),
-                            code::SESSION_NOT_FOUND,
-                            "Session not found",
-                            "session_not_found",
-                        );
-                    }
-                }
+                // SECURITY: a session id not sealed for this token (another token's, forged, or from
+                // before a key change) is "not found", exactly as an expired session.
+                let Some(s) = opened else {
+                    return Err(Denial::SessionNotFound.to(local.single_id.clone()));
+                };
+                Some(s)
             }
         };
-        let req = match build_upstream_request(
+        let req = build_upstream_request(
             &ctx.binding,
             &parts.method,
             &parts.headers,
             session.as_deref(),
             body,
-        ) {
-            Ok(r) => r,
-            Err(m) => {
-                return respond::error(
-                    StatusCode::BAD_REQUEST,
-                    local.single_id.clone(),
-                    code::INVALID_REQUEST,
-                    m,
-                    "bad_header",
-                );
-            }
-        };
+        )
+        .map_err(|m| Denial::BadHeader(m).to(local.single_id.clone()))?;
         let client = match self.client(gw) {
             Ok(c) => c,
             Err(m) => {
                 tracing::error!(error = %m, "Upstream client setup failed");
-                return upstream_failure(
+                return Ok(upstream_failure(
                     &ctx,
                     &local,
                     &UpstreamError::Tls("hub trust store is misconfigured".into()),
                     server,
-                );
+                ));
             }
         };
         match client
             .send(req, &binding.config.origin, gw.upstream_response_timeout)
             .await
         {
-            Err(e) => upstream_failure(&ctx, &local, &e, server),
+            Err(e) => Ok(upstream_failure(&ctx, &local, &e, server)),
             Ok(resp) => {
                 crate::metrics::upstream_latency(server, ctx.started.elapsed());
                 let rc = RelayCtx {
@@ -440,10 +388,33 @@ impl Gateway {
                     started: ctx.started,
                     state: self.state.clone(),
                 };
-                relay::respond(rc, resp, local).await
+                Ok(relay::respond(rc, resp, local).await)
             }
         }
     }
+}
+
+/// The one exit for a refused request: audited and counted under the reason the client is told,
+/// then answered. Whatever is left of the request body is first read and discarded (bounded in bytes
+/// and time, as nginx lingers): over HTTP/2 an answer sent while the body is still arriving ends
+/// with a stream reset, and some clients (curl 7.88) then report a framing error instead of the
+/// 401, 403 or 413 they were sent.
+async fn refuse<B>(
+    peer: SocketAddr,
+    who: Option<&Who>,
+    gw: &GatewaySettings,
+    r: Refused,
+    body: Option<B>,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let Refused { denial, id } = r;
+    audit::denial(peer, who, denial.reason(), denial.status().as_u16());
+    if let Some(mut b) = body {
+        body::discard(&mut b, gw.max_body_bytes, LINGER).await;
+    }
+    denial.render(id, gw)
 }
 
 fn upstream_failure(
@@ -536,7 +507,7 @@ fn authority_matches(gw: &GatewaySettings, uri: &http::Uri, seen: &ClientHeaders
 }
 
 /// Stage: browsers must not drive the gateway from arbitrary pages (DNS rebinding). Agents send no Origin.
-fn check_origin(gw: &GatewaySettings, seen: &ClientHeaders<'_>) -> Result<(), Box<Response<Body>>> {
+fn check_origin(gw: &GatewaySettings, seen: &ClientHeaders<'_>) -> Result<(), Refused> {
     let Some(o) = seen.origin else {
         return Ok(());
     };
@@ -549,15 +520,10 @@ fn check_origin(gw: &GatewaySettings, seen: &ClientHeaders<'_>) -> Result<(), Bo
         })
         .unwrap_or(false);
     if ok {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(Denial::OriginNotAllowed.into())
     }
-    Err(Box::new(respond::error(
-        StatusCode::FORBIDDEN,
-        Value::Null,
-        code::INVALID_REQUEST,
-        "Origin not allowed; add it to gateway.allowed_origins if a browser must call the hub",
-        "origin_not_allowed",
-    )))
 }
 
 /// The media type (parameters aside) is `application/json`, in any case. Read as bytes: a header value
@@ -576,43 +542,41 @@ fn is_modern(seen: &ClientHeaders<'_>) -> bool {
         .is_some_and(|v| v >= MODERN_PROTOCOL)
 }
 
-/// Stage: read the whole request body, bounded in size and time.
-async fn read_body<B>(body: B, gw: &GatewaySettings) -> Result<Bytes, Response<Body>>
+/// Stage: read the whole request body, bounded in size and time. The body is taken out of `body`
+/// only once it has been read whole: on a refusal what is left stays for `refuse` to linger on.
+async fn read_body<B>(body: &mut Option<B>, gw: &GatewaySettings) -> Result<Bytes, Refused>
 where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let mut read = std::pin::pin!(body::read_bounded(body, gw.max_body_bytes));
-    // The body usually came with the head: then no timer is set up (a clock read and a timer-wheel
-    // entry per request) just to be cancelled.
-    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-    let read = match first {
-        Poll::Ready(r) => Ok(r),
-        Poll::Pending => tokio::time::timeout(gw.client_timeout, read).await,
+    let Some(b) = body.as_mut() else {
+        return Ok(Bytes::new());
+    };
+    let read = {
+        let mut read = std::pin::pin!(body::read_bounded(b, gw.max_body_bytes));
+        // The body usually came with the head: then no timer is set up (a clock read and a
+        // timer-wheel entry per request) just to be cancelled.
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => tokio::time::timeout(gw.client_timeout, read).await,
+        }
     };
     match read {
-        Err(_) => Err(respond::error(
-            StatusCode::REQUEST_TIMEOUT,
-            Value::Null,
-            code::INVALID_REQUEST,
-            "request body not received in time",
-            "client_timeout",
-        )),
-        Ok(Err(ReadError::TooLarge)) => Err(respond::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Value::Null,
-            code::INVALID_REQUEST,
-            format!("request body larger than {} bytes", gw.max_body_bytes),
-            "body_too_large",
-        )),
-        Ok(Err(ReadError::Body(_))) => Err(respond::error(
-            StatusCode::BAD_REQUEST,
-            Value::Null,
-            code::INVALID_REQUEST,
-            "request body could not be read",
-            "body_read_error",
-        )),
-        Ok(Ok(b)) => Ok(b),
+        // A client too slow to send its body gets no lingering either.
+        Err(_) => {
+            drop(body.take());
+            Err(Denial::ClientTimeout.into())
+        }
+        Ok(Err(ReadError::TooLarge)) => Err(Denial::BodyTooLarge.into()),
+        Ok(Err(ReadError::Body(_))) => {
+            drop(body.take());
+            Err(Denial::BodyReadError.into())
+        }
+        Ok(Ok(bytes)) => {
+            drop(body.take());
+            Ok(bytes)
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// Session not found / not yours.
     pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// Authentication failed (the same number as `SESSION_NOT_FOUND`; the HTTP status tells them apart).
+    pub const UNAUTHORIZED: i64 = -32001;
     /// 2026-07-28 `HeaderMismatch`.
     pub const HEADER_MISMATCH: i64 = -32020;
 }

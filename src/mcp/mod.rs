@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod credentials;
+pub mod denial;
 pub mod filter;
 pub mod gateway;
 pub mod jsonrpc;

@@ -384,7 +384,7 @@ pub async fn respond(
     resp: Response<UpstreamBody>,
     mut local: Local,
 ) -> Response<Body> {
-    let (parts, body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
     let mut tracker = CallTracker {
         who: rc.who.clone(),
         started: rc.started,
@@ -433,7 +433,7 @@ pub async fn respond(
         *r.headers_mut() = headers;
         return r;
     }
-    let bytes = match read_bounded(body, rc.max_response_bytes).await {
+    let bytes = match read_bounded(&mut body, rc.max_response_bytes).await {
         Ok(b) => b,
         Err(e) => {
             let (reason, msg) = if matches!(e, ReadError::TooLarge) {

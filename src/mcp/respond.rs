@@ -47,37 +47,6 @@ pub fn error(
     )
 }
 
-/// 401 for every authentication failure. Never 404/405, which make clients fall back to the old
-/// transport instead of reporting the bad token.
-pub fn unauthorized(message: &str, reason: &str) -> Response<Body> {
-    let mut r = error(
-        StatusCode::UNAUTHORIZED,
-        Value::Null,
-        -32001,
-        message,
-        reason,
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-    );
-    r
-}
-
-/// 405 with `Allow`.
-pub fn method_not_allowed() -> Response<Body> {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        Value::Null,
-        jsonrpc::code::INVALID_REQUEST,
-        "method not allowed; the MCP endpoint accepts POST, GET and DELETE",
-        "method_not_allowed",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-    r
-}
-
 /// 202 with no body.
 pub fn accepted() -> Response<Body> {
     let mut r = Response::new(full(Bytes::new()));

@@ -6,6 +6,7 @@ mod failures;
 mod filtering;
 mod interop;
 mod live;
+mod refusals;
 mod transport;
 mod units;
 mod upstreams;
