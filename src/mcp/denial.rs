@@ -46,6 +46,11 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// This denial, answering the request with `id`.
+    pub fn to(self, id: Value) -> Refused {
+        Refused { denial: self, id }
+    }
+
     /// Stable reason code: `error.data.reason`, the audit line's `reason` and the metric label.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -173,12 +178,5 @@ impl From<Denial> for Refused {
             denial,
             id: Value::Null,
         }
-    }
-}
-
-impl Denial {
-    /// This denial, answering the request with `id`.
-    pub fn to(self, id: Value) -> Refused {
-        Refused { denial: self, id }
     }
 }

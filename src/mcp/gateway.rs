@@ -562,21 +562,16 @@ where
             Poll::Pending => tokio::time::timeout(gw.client_timeout, read).await,
         }
     };
+    // Only a body refused for its size is left in place, for `refuse` to linger on; a client too slow
+    // to send it, or one whose body broke off, gets no lingering.
+    if !matches!(read, Ok(Err(ReadError::TooLarge))) {
+        *body = None;
+    }
     match read {
-        // A client too slow to send its body gets no lingering either.
-        Err(_) => {
-            drop(body.take());
-            Err(Denial::ClientTimeout.into())
-        }
+        Err(_) => Err(Denial::ClientTimeout.into()),
         Ok(Err(ReadError::TooLarge)) => Err(Denial::BodyTooLarge.into()),
-        Ok(Err(ReadError::Body(_))) => {
-            drop(body.take());
-            Err(Denial::BodyReadError.into())
-        }
-        Ok(Ok(bytes)) => {
-            drop(body.take());
-            Ok(bytes)
-        }
+        Ok(Err(ReadError::Body(_))) => Err(Denial::BodyReadError.into()),
+        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 

@@ -1,10 +1,21 @@
 //! Every refusal of the MCP gateway, told the same way: the status and `error.data.reason` the client
-//! sees and the denial metric's label (the audit line takes the same value in `Gateway::refuse`). One table, one
-//! hub; each row a request that the gateway refuses.
+//! sees and the denial metric's label (the audit line takes the same value in `Gateway::refuse`).
+//! One table, one hub; each row a request that the gateway refuses.
 
 use http::Method;
 
 use crate::support::{Hub, Upstream};
+
+/// A hub with one config bound to a devbox, refusing bodies over `max_body_bytes`; returns the
+/// upstream (kept alive), the hub and the devbox's token.
+async fn hub_limited_to(max_body_bytes: usize) -> (Upstream, Hub, String) {
+    let up = Upstream::start(&["a"], "Bearer k").await;
+    let extra = format!("max_body_bytes = {max_body_bytes}");
+    let hub = Hub::start_with(&[("srv", &up.url(), &["*"])], &extra).await;
+    hub.secret("S", "k");
+    let token = hub.devbox("box", &[], &["T=srv:S"])["T"].clone();
+    (up, hub, token)
+}
 
 fn denials(reason: &str) -> u64 {
     let text = mcp_hub::metrics::render();
@@ -16,11 +27,8 @@ fn denials(reason: &str) -> u64 {
 
 #[tokio::test]
 async fn every_gateway_refusal_is_told_and_counted_alike() {
-    let up = Upstream::start(&["a"], "Bearer k").await;
-    let hub = Hub::start_with(&[("srv", &up.url(), &["*"])], "max_body_bytes = 4096").await;
-    hub.secret("S", "k");
-    let env = hub.devbox("box", &[], &["T=srv:S"]);
-    let token = env["T"].as_str();
+    let (_up, hub, token) = hub_limited_to(4096).await;
+    let token = token.as_str();
     let c = hub.client();
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let big = format!(
@@ -199,10 +207,7 @@ async fn every_gateway_refusal_is_told_and_counted_alike() {
 /// the HTTP/2 framing layer" when the stream was reset under it).
 #[tokio::test]
 async fn early_refusals_over_h2_reach_curl_as_their_status() {
-    let up = Upstream::start(&["a"], "Bearer k").await;
-    let hub = Hub::start_with(&[("srv", &up.url(), &["*"])], "max_body_bytes = 65536").await;
-    hub.secret("S", "k");
-    let env = hub.devbox("box", &[], &["T=srv:S"]);
+    let (_up, hub, token) = hub_limited_to(65536).await;
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body.json");
     let pad = "x".repeat(60_000);
@@ -213,7 +218,7 @@ async fn early_refusals_over_h2_reach_curl_as_their_status() {
     .unwrap();
     let big = dir.path().join("big.json");
     std::fs::write(&big, "x".repeat(100_000)).unwrap();
-    let auth = format!("Authorization: Bearer {}", env["T"]);
+    let auth = format!("Authorization: Bearer {token}");
     let json = "Content-Type: application/json";
     for (what, headers, file, want) in [
         (
