@@ -9,11 +9,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use mcp_hub::app;
 use mcp_hub::config::ConfigError;
-use mcp_hub::config::Snapshot;
-use mcp_hub::control::{self, Outcome, Request};
-use mcp_hub::manage::{self, BindingSpec, Workspace};
+use mcp_hub::ops::edit::{self, BindingSpec, Workspace};
+use mcp_hub::ops::socket::{self, Outcome, Request};
+use mcp_hub::ops::start;
+use mcp_hub::runtime::Snapshot;
 
 /// MCP gateway for sandboxed agent devboxes.
 #[derive(Debug, Parser)]
@@ -107,7 +107,7 @@ pub(crate) struct PolicyArgs {
     allow_agent_gateway: Option<bool>,
 }
 
-impl From<PolicyArgs> for manage::PolicyFields {
+impl From<PolicyArgs> for edit::PolicyFields {
     fn from(a: PolicyArgs) -> Self {
         Self {
             description: a.description,
@@ -359,7 +359,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Firewall => {
             let c = mcp_hub::config::load(&cfg)?;
-            print!("{}", mcp_hub::firewall::ruleset(&c)?);
+            print!("{}", mcp_hub::egress::firewall::ruleset(&c)?);
             Ok(())
         }
         Command::Ca(c) => ca(&cfg, c),
@@ -401,16 +401,16 @@ fn ca(cfg: &std::path::Path, c: CaCmd) -> anyhow::Result<()> {
 }
 
 /// Run a mutating operation: through the running service's admin socket when it is there (applied and
-/// reloaded at once), otherwise on the files directly. Same code (`control::apply`) either way.
+/// reloaded at once), otherwise on the files directly. Same code (`socket::apply`) either way.
 fn submit(cfg: &std::path::Path, req: Request, as_json: bool) -> anyhow::Result<()> {
     let config = mcp_hub::config::load(cfg)?;
     let reply = match config
         .admin_socket
         .as_deref()
-        .and_then(|p| control::call(p, &req))
+        .and_then(|p| socket::call(p, &req))
     {
         Some(r) => r.context("talking to the running mcp-hub over its admin socket")?,
-        None => control::apply(cfg, req),
+        None => socket::apply(cfg, req),
     };
     match reply.outcome {
         Outcome::Ok if !reply.env.is_empty() => print_env(&reply.env, as_json),
@@ -454,7 +454,7 @@ fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::
         McpConfigCmd::Get { name } => {
             let config = mcp_hub::config::load(cfg)?;
             let c = config.mcp_config(&name).ok_or_else(|| {
-                manage::ManageError::NotFound(format!("no mcp_config named {name:?}"))
+                edit::ManageError::NotFound(format!("no mcp_config named {name:?}"))
             })?;
             print_json(&show(c));
             return Ok(());
@@ -678,13 +678,13 @@ fn signals() -> anyhow::Result<(
 }
 
 async fn run(cfg: PathBuf, grace: Duration) -> anyhow::Result<()> {
-    let prepared = app::prepare(&cfg)?;
+    let prepared = start::prepare(&cfg)?;
     let listen = prepared.state.load().config.gateway.listen;
-    let listener = app::bind(listen).await?;
-    let egress = app::bind_egress(&prepared).await?;
+    let listener = start::bind(listen).await?;
+    let egress = start::bind_egress(&prepared).await?;
     let (hup, shutdown) = signals()?;
     tracing::info!(listen = %listener.local_addr()?, url = %prepared.state.load().config.gateway.url, "mcp-hub gateway ready");
-    app::serve(prepared, listener, egress, grace, hup, shutdown).await;
+    start::serve(prepared, listener, egress, grace, hup, shutdown).await;
     Ok(())
 }
 
@@ -692,13 +692,13 @@ async fn demo(dir: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let listener = mcp_hub::demo::bind(listen).await?;
     let addr = listener.local_addr()?;
     let setup = mcp_hub::demo::setup(&dir, addr).await?;
-    let prepared = app::prepare(&setup.config_file)?;
+    let prepared = start::prepare(&setup.config_file)?;
     let (hup, shutdown) = signals()?;
     println!("{}", mcp_hub::demo::instructions(&setup));
-    app::serve(
+    start::serve(
         prepared,
         listener,
-        app::EgressListeners::default(),
+        start::EgressListeners::default(),
         Duration::from_secs(5),
         hup,
         shutdown,

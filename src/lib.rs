@@ -1,33 +1,59 @@
 //! # mcp-hub
 //!
-//! One HTTPS endpoint in front of many upstream MCP servers, for agents in sandboxed devboxes: per-server
-//! opaque tokens, credential injection, and glob tool filtering.
+//! A network appliance for sandboxed agent devboxes: one HTTPS endpoint in front of many upstream MCP
+//! servers (per-server opaque tokens, credential injection, tool filtering), and an egress proxy every
+//! devbox connection goes through (per-devbox network policy, default deny).
 //!
 //! # Layout
-//! - [`config`]: `hub.toml` (raw serde -> validated domain types) and the runtime [`config::Snapshot`].
-//! - [`state`]: devboxes, issued tokens, secrets, the token key; atomic file writes.
+//!
+//! Dependencies point one way: `config -> policy`; `state -> config`; `runtime -> config, state`;
+//! the products (`egress`, `mcp`) `-> runtime, policy, telemetry`; `egress -> mcp` only to serve the
+//! gateway hosts it intercepts; `ops` wires everything.
+//!
+//! Core
+//! - [`policy`]: the pure decisions: network policy ([`policy::decide`], [`policy::admit`]), host and
+//!   address parsing ([`policy::host`], [`policy::ip`]), tool globs ([`policy::tools`]).
+//! - [`config`]: `hub.toml`: raw serde ([`config`]`::raw`) -> validated domain types
+//!   ([`config::validate`]); upstream origins ([`config::origin`]).
+//! - [`state`]: devboxes, issued tokens, secrets, the token key and token format ([`state::token`]);
+//!   atomic file writes ([`state::fsutil`]).
+//! - [`runtime`]: the joined [`runtime::Snapshot`] and the [`runtime::Live`] handle that swaps it;
+//!   token authentication ([`runtime::snapshot`]), credential injection and redaction
+//!   ([`runtime::credentials`]).
 //! - [`tls`]: the hub CA (rcgen, name-constrained) and upstream trust.
-//! - [`mcp`]: the gateway service: authenticate, filter, inject, relay (JSON and SSE).
-//! - [`server`]: listener, TLS handshake, HTTP/1.1 + h2, graceful drain.
-//! - [`reload`]: live reload of every file within a second.
-//! - [`manage`]: operator edits behind the CLI, validated before they are written.
-//! - [`app`]: start-up wiring. [`demo`]: the newcomer's `mcp-hub demo`. [`audit`]: audit lines.
+//! - [`telemetry`]: audit lines ([`telemetry::audit`]) and Prometheus metrics ([`telemetry::metrics`]).
+//! - [`listen`]: the one accept loop with backoff every listener uses.
+//!
+//! Egress ([`egress`]): accept -> identify -> sniff -> decide -> resolve -> admit -> dial -> tunnel.
+//! - [`egress::detect`]: ClientHello and request-head sniffing. [`egress::forward`]: plain-HTTP
+//!   forwarding, one request per connection. [`egress::splice`]: tunnels. [`egress::resolve`]: names to
+//!   addresses. [`egress::local`]: the host's own addresses (loop guard). [`egress::respond`]: refusals
+//!   as HTTP. [`egress::io`]: replaying sniffed bytes. [`egress::dns`]: the devboxes' DNS responder.
+//!   [`egress::firewall`]: the nftables ruleset.
+//!
+//! MCP gateway ([`mcp`]): listener -> authenticate -> check -> filter -> inject -> relay.
+//! - [`mcp::listener`]: TLS, HTTP/1.1 and h2, workers, idle watchdog, drain.
+//! - [`mcp::gateway`]: the request pipeline, one exit. [`mcp::denial`]: its typed refusals.
+//!   [`mcp::body`]: bounded request bodies. [`mcp::jsonrpc`]: messages and tool filtering of results.
+//!   [`mcp::relay`]: the response relay (JSON and SSE). [`mcp::sse`]: event framing.
+//!   [`mcp::session`]: session ids. [`mcp::upstream`]: the upstream client and its pool.
+//!   [`mcp::respond`]: response bodies.
+//!
+//! Appliance ([`ops`])
+//! - [`ops::start`]: start-up wiring and shutdown. [`ops::reload`]: live reload.
+//!   [`ops::systemd`]: sd_notify. [`ops::admin`]: the `[admin] listen` HTTP listener (health,
+//!   metrics). [`ops::socket`]: the `[admin] socket` the CLI talks to. [`ops::edit`]: the operator's
+//!   edits, validated before they are written.
+//! - [`demo`]: `mcp-hub demo`, the product on its embedded default. `cli` (in the binary): the commands.
 
-pub mod admin;
-pub mod app;
-pub mod audit;
 pub mod config;
-pub mod control;
 pub mod demo;
-pub mod dns;
-pub mod firewall;
-pub mod manage;
+pub mod egress;
+pub mod listen;
 pub mod mcp;
-pub mod metrics;
+pub mod ops;
 pub mod policy;
-pub mod proxy;
-pub mod reload;
-pub mod server;
+pub mod runtime;
 pub mod state;
-pub mod systemd;
+pub mod telemetry;
 pub mod tls;

@@ -6,9 +6,9 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_hub::app::StartError;
 use mcp_hub::config::ConfigError;
-use mcp_hub::manage::ManageError;
+use mcp_hub::ops::edit::ManageError;
+use mcp_hub::ops::start::StartError;
 
 /// mimalloc: glibc malloc/free were the largest item in the gateway's profile under load (BENCHMARKS.md).
 #[global_allocator]

@@ -1,7 +1,7 @@
 //! The transparent path's first look at a TLS connection: any bytes, any split into reads.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_hub::proxy::detect::parse_client_hello;
+use mcp_hub::egress::detect::parse_client_hello;
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse_client_hello(data);

@@ -1,7 +1,7 @@
 //! The forward and CONNECT paths' request-head parser and framing check.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_hub::proxy::detect::parse_head;
+use mcp_hub::egress::detect::parse_head;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some((head, len))) = parse_head(data) {

@@ -1,7 +1,7 @@
 //! The gateway's JSON-RPC peeks on agent bodies, and the tools/list rewriter on upstream results.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_hub::mcp::filter::ToolFilter;
+use mcp_hub::policy::tools::ToolFilter;
 use mcp_hub::mcp::jsonrpc::{filter_tools_any, join, parse_messages};
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 //! `load` is the one code path used by start-up, reload and `mcp-hub check`. It reports every problem at
 //! once, each with its file, key path, the bad value and how to fix it (`ConfigIssue`).
 
+pub mod origin;
 pub(crate) mod raw;
-pub mod snapshot;
 pub mod validate;
 
 use std::fmt;
@@ -16,8 +16,7 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 use serde::de::DeserializeOwned;
 
-use crate::mcp::filter::ToolFilter;
-pub use snapshot::Snapshot;
+use crate::policy::tools::ToolFilter;
 use validate::Issues;
 
 /// One problem in a configuration or state file.
@@ -134,7 +133,7 @@ pub struct McpConfig {
     /// The upstream MCP endpoint.
     pub endpoint: Uri,
     /// Where its connections go (the upstream pool's key and `Host`).
-    pub origin: Arc<crate::mcp::upstream::pool::Origin>,
+    pub origin: Arc<crate::config::origin::Origin>,
     /// Which tools a devbox may see and call.
     pub allowed_tools: ToolFilter,
     /// Free text for operators.

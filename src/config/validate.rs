@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::raw::{RawGateway, RawHub, RawMcpConfig};
 use super::{Config, ConfigIssue, CredentialPlacement, GatewaySettings, McpConfig, Paths};
-use crate::mcp::filter::ToolFilter;
-use crate::mcp::upstream::pool::Origin;
+use crate::config::origin::Origin;
+use crate::policy::tools::ToolFilter;
 
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: i64 = 1;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use toml_edit::{DocumentMut, value};
 
-use crate::manage::{self, BindingSpec, Workspace};
+use crate::ops::edit::{self, BindingSpec, Workspace};
 use crate::state::fsutil;
 use crate::state::secrets::Secrets;
 
@@ -148,8 +148,8 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
         .context("starting the sample upstream")?;
     let config_file = write_config(dir, gateway, upstream)?;
     let mut ws = Workspace::load(&config_file)?;
-    let _lock = manage::lock(ws.paths())?;
-    manage::secret_create(
+    let _lock = edit::lock(ws.paths())?;
+    edit::secret_create(
         &mut ws,
         "GITHUB_MCP_TOKEN",
         SecretString::from(secret),
@@ -161,11 +161,11 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
             mcp_config: "github".into(),
             secret: "GITHUB_MCP_TOKEN".into(),
         };
-        manage::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), None, vec![b])?;
+        edit::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), None, vec![b])?;
     } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {
-        manage::devbox_rotate(&mut ws, DEMO_DEVBOX, "GITHUB_MCP_SECRET")?;
+        edit::devbox_rotate(&mut ws, DEMO_DEVBOX, "GITHUB_MCP_SECRET")?;
     }
-    let env = manage::devbox_env(&ws, DEMO_DEVBOX)?;
+    let env = edit::devbox_env(&ws, DEMO_DEVBOX)?;
     let ca_file = crate::tls::ca::cert_path(&ws.paths().ca_dir);
     Ok(DemoSetup {
         config_file,

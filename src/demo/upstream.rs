@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -187,7 +188,7 @@ impl SampleServer {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
             .unwrap_or(b"");
-        if !crate::state::token::ct_bytes_eq(auth, self.expected_auth.as_bytes()) {
+        if !bool::from(auth.ct_eq(self.expected_auth.as_bytes())) {
             return reply(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid credential"}),

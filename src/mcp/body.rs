@@ -3,7 +3,8 @@
 //! Both the agent's POST bodies and the upstream's JSON responses are read whole before the hub looks at
 //! them. Nearly always such a body is one frame (a `Content-Length` body that arrived with its head);
 //! it is then handed on as that frame's bytes, with no copy and no list of frames to assemble
-//! (`http_body_util`'s `Limited` + `collect` cost ~1,000 instructions per body even for one frame).
+//! (`http_body_util`'s `Limited` + `collect` build and copy out a frame list even for one frame; the
+//! cost is in BENCHMARKS.md, "Bodies").
 
 use std::future::poll_fn;
 

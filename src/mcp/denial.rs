@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::jsonrpc::code;
 use super::respond::{self, Body};
-use crate::config::snapshot::AuthFailure;
+use crate::runtime::snapshot::AuthFailure;
 
 /// A request the hub answers itself, before (or instead of) any upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

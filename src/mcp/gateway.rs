@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::Instant;
+use subtle::ConstantTimeEq;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -31,9 +31,10 @@ use super::relay::{self, RelayCtx};
 use super::respond::{self, Body};
 use super::session;
 use super::upstream::{ClientKey, Upstream, UpstreamError};
-use crate::audit::{self, Verdict, Who};
-use crate::config::snapshot::{AuthFailure, Binding};
-use crate::config::{GatewaySettings, Snapshot};
+use crate::config::GatewaySettings;
+use crate::runtime::snapshot::{AuthFailure, Binding};
+use crate::runtime::{Live, Snapshot};
+use crate::telemetry::audit::{self, Verdict, Who};
 
 /// How long a refused request's unread body is read and discarded before the answer goes out.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -62,7 +63,7 @@ fn forwarded_request_header(name: &HeaderName) -> bool {
 
 /// The gateway's shared state.
 pub struct Gateway {
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<Live>,
     upstream: Mutex<Option<(ClientKey, Arc<Upstream>)>>,
 }
 
@@ -101,7 +102,8 @@ impl ConnAuth {
         if !std::ptr::eq(v.snap.as_ptr(), Arc::as_ptr(snap)) {
             return None;
         }
-        if !crate::state::token::ct_bytes_eq(&v.presented, presented) {
+        // SECURITY: constant time; these are the bytes of a verified token.
+        if !bool::from(v.presented.ct_eq(presented)) {
             return None;
         }
         v.binding.upgrade()
@@ -146,7 +148,7 @@ struct Ctx {
 
 impl Gateway {
     /// A gateway serving whatever snapshot `state` holds at each request.
-    pub fn new(state: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub fn new(state: Arc<Live>) -> Self {
         Self {
             state,
             upstream: Mutex::new(None),
@@ -378,7 +380,7 @@ impl Gateway {
         {
             Err(e) => Ok(upstream_failure(&ctx, &local, &e, server)),
             Ok(resp) => {
-                crate::metrics::upstream_latency(server, ctx.started.elapsed());
+                crate::telemetry::metrics::upstream_latency(server, ctx.started.elapsed());
                 let rc = RelayCtx {
                     binding: ctx.binding.clone(),
                     session_key: *ctx.snap.session_key(),

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use smallvec::{SmallVec, smallvec};
 
-use super::filter::ToolFilter;
+use crate::policy::tools::ToolFilter;
 
 /// JSON-RPC / MCP error codes the hub itself emits.
 pub mod code {

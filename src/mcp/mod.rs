@@ -2,11 +2,10 @@
 //! streamable HTTP transport (all revisions from 2025-03-26 to 2026-07-28).
 
 pub mod body;
-pub mod credentials;
 pub mod denial;
-pub mod filter;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod listener;
 pub mod relay;
 pub mod respond;
 pub mod session;

@@ -26,8 +26,8 @@ use super::jsonrpc::{self, code};
 use super::respond::{self, Body, BoxError};
 use super::session;
 use super::sse::{self, EventSplitter};
-use crate::audit::{self, Verdict, Who};
-use crate::config::snapshot::Binding;
+use crate::runtime::snapshot::Binding;
+use crate::telemetry::audit::{self, Verdict, Who};
 
 /// Whether an upstream response header is copied to the agent (matched by text, like the request
 /// allowlist). The session id is not: it is sealed for the agent's token instead.
@@ -86,7 +86,7 @@ pub struct RelayCtx {
     /// Request start, for latency.
     pub started: Instant,
     /// The live snapshot: streams end when a reload revokes their token.
-    pub state: Arc<arc_swap::ArcSwap<crate::config::Snapshot>>,
+    pub state: Arc<crate::runtime::Live>,
 }
 
 type Rearm = std::pin::Pin<
@@ -372,7 +372,7 @@ fn response_headers<'u>(rc: &RelayCtx, up: &'u HeaderMap) -> (HeaderMap, &'u str
 
 fn scrub_header(rc: &RelayCtx, v: &HeaderValue) -> HeaderValue {
     if rc.binding.redactor.contains(v.as_bytes()) {
-        HeaderValue::from_static(super::credentials::REDACTED)
+        HeaderValue::from_static(crate::runtime::credentials::REDACTED)
     } else {
         v.clone()
     }
@@ -419,6 +419,7 @@ pub async fn respond(
                 prefix.push_back(sse::event_from_json(&b));
             }
         }
+        let reload = next_reload(rc.state.subscribe());
         let relay = SseRelay {
             inner: body,
             splitter: EventSplitter::default(),
@@ -426,7 +427,7 @@ pub async fn respond(
             rc: Arc::new(rc),
             tracker,
             done: false,
-            reload: Some(next_reload(crate::reload::subscribe())),
+            reload: Some(reload),
         };
         let mut r = Response::new(relay.boxed_unsync());
         *r.status_mut() = parts.status;

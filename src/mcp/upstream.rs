@@ -25,8 +25,9 @@ use tokio::time::timeout_at;
 use tokio_rustls::TlsConnector;
 
 use self::io::Io;
-use self::pool::{Checkout, H1, Origin, Pool, UpstreamBody};
+use self::pool::{Checkout, H1, Pool, UpstreamBody};
 use crate::config::GatewaySettings;
+use crate::config::origin::Origin;
 use crate::tls::TlsError;
 
 /// Why an upstream exchange failed.

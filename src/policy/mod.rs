@@ -8,6 +8,7 @@
 
 pub mod host;
 pub mod ip;
+pub mod tools;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};

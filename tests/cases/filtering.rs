@@ -247,9 +247,9 @@ async fn custom_credential_placement() {
     let up = Upstream::start(&["linear.list"], "lin_api_key_42").await;
     let hub = Hub::start(&[]).await;
     hub.edit(|ws| {
-        mcp_hub::manage::mcp_config_create(
+        mcp_hub::ops::edit::mcp_config_create(
             ws,
-            mcp_hub::manage::NewMcpConfig {
+            mcp_hub::ops::edit::NewMcpConfig {
                 name: "linear".into(),
                 endpoint: up.url(),
                 allowed_tools: vec!["*".into()],

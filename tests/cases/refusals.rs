@@ -18,7 +18,7 @@ async fn hub_limited_to(max_body_bytes: usize) -> (Upstream, Hub, String) {
 }
 
 fn denials(reason: &str) -> u64 {
-    let text = mcp_hub::metrics::render();
+    let text = mcp_hub::telemetry::metrics::render();
     let key = format!("mcp_hub_gateway_denials_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(key.as_str()))

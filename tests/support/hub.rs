@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcp_hub::manage::{self, BindingSpec, NewMcpConfig, Workspace};
+use mcp_hub::ops::edit::{self, BindingSpec, NewMcpConfig, Workspace};
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 
@@ -18,7 +18,7 @@ pub(crate) struct Hub {
     pub(crate) ca_file: PathBuf,
     /// (transparent, explicit, DNS) egress listener addresses, when configured.
     pub(crate) egress: (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>),
-    state: std::sync::Arc<arc_swap::ArcSwap<mcp_hub::config::Snapshot>>,
+    state: std::sync::Arc<mcp_hub::runtime::Live>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -36,7 +36,7 @@ pub(crate) type ConfigSpec<'a> = (&'a str, &'a str, &'a [&'a str]);
 impl Hub {
     /// A hub with these MCP configs and extra `[gateway]` lines.
     pub(crate) async fn start_with(configs: &[ConfigSpec<'_>], gateway_extra: &str) -> Self {
-        mcp_hub::app::install_crypto_provider();
+        mcp_hub::ops::start::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -48,9 +48,9 @@ impl Hub {
         std::fs::write(&config_file, text).unwrap();
         {
             let mut ws = Workspace::load(&config_file).unwrap();
-            let _l = manage::lock(ws.paths()).unwrap();
+            let _l = edit::lock(ws.paths()).unwrap();
             for (name, endpoint, tools) in configs {
-                manage::mcp_config_create(
+                edit::mcp_config_create(
                     &mut ws,
                     NewMcpConfig {
                         name: name.to_string(),
@@ -63,8 +63,8 @@ impl Hub {
                 .unwrap();
             }
         }
-        let prepared = mcp_hub::app::prepare(&config_file).unwrap();
-        let egress = mcp_hub::app::bind_egress(&prepared).await.unwrap();
+        let prepared = mcp_hub::ops::start::prepare(&config_file).unwrap();
+        let egress = mcp_hub::ops::start::bind_egress(&prepared).await.unwrap();
         let egress_addrs = (
             egress.transparent.as_ref().map(|l| l.local_addr().unwrap()),
             egress.explicit.as_ref().map(|l| l.local_addr().unwrap()),
@@ -76,7 +76,7 @@ impl Hub {
         let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             let _keep = _hup_tx;
-            mcp_hub::app::serve(
+            mcp_hub::ops::start::serve(
                 prepared,
                 listener,
                 egress,
@@ -106,7 +106,7 @@ impl Hub {
 
     /// Apply setup edits now instead of waiting for the file watcher (the `live` tests cover that).
     pub(crate) fn sync(&self) {
-        mcp_hub::reload::reload_now(&self.config_file, &self.state).unwrap();
+        mcp_hub::ops::reload::reload_now(&self.config_file, &self.state).unwrap();
     }
 
     pub(crate) fn workspace(&self) -> Workspace {
@@ -117,14 +117,14 @@ impl Hub {
     /// `sync`, or let the running hub's watcher notice (the `live` tests time that).
     pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Workspace) -> T) -> T {
         let mut ws = self.workspace();
-        let _l = manage::lock(ws.paths()).unwrap();
+        let _l = edit::lock(ws.paths()).unwrap();
         f(&mut ws)
     }
 
     /// Store a secret.
     pub(crate) fn secret(&self, name: &str, value: &str) {
         self.edit(|ws| {
-            manage::secret_create(ws, name, SecretString::from(value.to_string()), true).unwrap()
+            edit::secret_create(ws, name, SecretString::from(value.to_string()), true).unwrap()
         });
         self.sync();
     }
@@ -158,7 +158,7 @@ impl Hub {
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
         let env = self.edit(|ws| {
-            manage::devbox_create(
+            edit::devbox_create(
                 ws,
                 name,
                 addresses.iter().map(|a| a.parse().unwrap()).collect(),
@@ -169,7 +169,7 @@ impl Hub {
                     .collect(),
             )
             .unwrap();
-            manage::devbox_env(ws, name).unwrap()
+            edit::devbox_env(ws, name).unwrap()
         });
         self.sync();
         env.into_iter().collect()

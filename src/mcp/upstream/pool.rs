@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Sleep;
 
 use super::io::Io;
+use crate::config::origin::Origin;
 
 /// How long an idle connection is kept. Servers commonly close idle keep-alive connections after 5 to
 /// 120 s; a connection found closed at checkout is simply skipped.
@@ -32,73 +33,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_IDLE_PER_HOST: usize = 256;
 /// How often idle connections are checked for closure and age, so none lingers half-closed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Where an upstream's connections go: scheme and authority, the pool's key. Built once per configured
-/// endpoint (at validation) and shared, so a request neither parses nor hashes an `Authority` byte by
-/// byte: the key is one lowercased string.
-#[derive(Debug)]
-pub struct Origin {
-    /// TLS or not.
-    pub https: bool,
-    /// Lowercased `host[:port]`: what equality uses.
-    key: Box<str>,
-    /// A digest of scheme and key, computed once: the pool's map hashes these eight bytes on each
-    /// checkout and return instead of the whole key. Equality still compares the key itself.
-    digest: u64,
-    /// Host name or IP literal (no brackets), to connect to and to verify the certificate for.
-    pub host: Box<str>,
-    /// Port, the scheme's default if the endpoint names none.
-    pub port: u16,
-    /// `Host` for HTTP/1.1 requests: the endpoint's authority as written.
-    pub host_header: http::HeaderValue,
-}
-
-impl Origin {
-    /// The origin of an absolute http(s) URI; `None` for anything else.
-    pub fn of(uri: &http::Uri) -> Option<Self> {
-        let https = match uri.scheme_str()? {
-            "https" => true,
-            "http" => false,
-            _ => return None,
-        };
-        let a = uri.authority()?;
-        let host = a.host().trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return None;
-        }
-        let key: Box<str> = a.as_str().to_ascii_lowercase().into();
-        let digest = {
-            use std::hash::{BuildHasher, Hash, Hasher};
-            let mut h = foldhash::fast::FixedState::default().build_hasher();
-            https.hash(&mut h);
-            key.hash(&mut h);
-            h.finish()
-        };
-        Some(Self {
-            https,
-            key,
-            digest,
-            host: host.into(),
-            port: a.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            host_header: http::HeaderValue::from_str(a.as_str()).ok()?,
-        })
-    }
-}
-
-impl PartialEq for Origin {
-    fn eq(&self, o: &Self) -> bool {
-        self.https == o.https && self.key == o.key
-    }
-}
-
-impl Eq for Origin {}
-
-impl std::hash::Hash for Origin {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        // Consistent with `eq`: equal origins have equal scheme and key, so equal digests.
-        h.write_u64(self.digest);
-    }
-}
 
 /// hyper's HTTP/1.1 client connection state machine over an upstream stream.
 type H1Connection = http1::Connection<TokioIo<Io>, Full<Bytes>>;

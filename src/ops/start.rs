@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, Snapshot};
-use crate::server::{self, ServeOptions};
+use crate::config::ConfigError;
+use crate::mcp::listener::{self, ServeOptions};
+use crate::runtime::{Live, Snapshot};
 use crate::tls::{self, TlsError};
 
 /// Why the service could not start.
@@ -36,7 +36,7 @@ pub enum StartError {
 /// Everything needed to serve, ready before any listener accepts.
 pub struct Prepared {
     /// The live snapshot, swapped by reload.
-    pub state: Arc<ArcSwap<Snapshot>>,
+    pub state: Arc<Live>,
     /// TLS for the gateway host.
     pub tls: Arc<rustls::ServerConfig>,
     /// Path of the CA certificate devboxes must trust.
@@ -80,7 +80,7 @@ pub fn prepare(config_file: &Path) -> Result<Prepared, StartError> {
     let tls = ca.server_config(&snap.config.gateway.host)?;
     Ok(Prepared {
         ca_file: tls::ca::cert_path(&snap.config.paths.ca_dir),
-        state: Arc::new(ArcSwap::from_pointee(snap)),
+        state: Live::new(snap),
         tls,
         config_file: config_file.to_path_buf(),
     })
@@ -186,10 +186,12 @@ pub async fn bind_egress(prepared: &Prepared) -> Result<EgressListeners, StartEr
         None => None,
     };
     let control = match prepared.state.load().config.admin_socket.clone() {
-        Some(p) => Some(crate::control::bind(&p).map_err(|source| StartError::Io {
-            context: format!("binding {}", p.display()),
-            source,
-        })?),
+        Some(p) => Some(
+            crate::ops::socket::bind(&p).map_err(|source| StartError::Io {
+                context: format!("binding {}", p.display()),
+                source,
+            })?,
+        ),
         None => None,
     };
     Ok(EgressListeners {
@@ -216,7 +218,7 @@ pub async fn serve(
         max_connections: snap.config.gateway.max_connections,
         grace,
     };
-    let watcher = tokio::spawn(crate::reload::watch(
+    let watcher = tokio::spawn(crate::ops::reload::watch(
         prepared.config_file.clone(),
         prepared.state.clone(),
         hup,
@@ -224,8 +226,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut bound = egress.addrs();
     bound.extend(listener.local_addr().ok());
-    let resolver = crate::proxy::resolve::Resolver::new(&snap.config.egress.resolvers);
-    let proxy = Arc::new(crate::proxy::Egress::new(
+    let resolver = crate::egress::resolve::Resolver::new(&snap.config.egress.resolvers);
+    let proxy = Arc::new(crate::egress::Egress::new(
         prepared.state.clone(),
         prepared.tls.clone(),
         bound,
@@ -233,8 +235,8 @@ pub async fn serve(
     ));
     let mut tasks = Vec::new();
     for (l, mode) in [
-        (egress.transparent, crate::proxy::Mode::Transparent),
-        (egress.explicit, crate::proxy::Mode::Explicit),
+        (egress.transparent, crate::egress::Mode::Transparent),
+        (egress.explicit, crate::egress::Mode::Explicit),
     ] {
         if let Some(l) = l {
             let mut stop = stop_rx.clone();
@@ -249,11 +251,11 @@ pub async fn serve(
             )));
         }
     }
-    let health = Arc::new(crate::admin::Health::default());
+    let health = Arc::new(crate::ops::admin::Health::default());
     let mut dns_tasks = Vec::new();
     if let Some(l) = egress.control {
         tracing::info!("Admin socket ready");
-        dns_tasks.push(tokio::spawn(crate::control::serve(
+        dns_tasks.push(tokio::spawn(crate::ops::socket::serve(
             l,
             prepared.config_file.clone(),
             prepared.state.clone(),
@@ -261,16 +263,16 @@ pub async fn serve(
     }
     if let Some(l) = egress.admin {
         tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Admin listener ready (/healthz /readyz /metrics)");
-        dns_tasks.push(tokio::spawn(crate::admin::serve(l, health.clone())));
+        dns_tasks.push(tokio::spawn(crate::ops::admin::serve(l, health.clone())));
     }
     if let Some((udp, tcp)) = egress.dns {
         tracing::info!(listen = %udp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "DNS responder ready");
-        dns_tasks.push(tokio::spawn(crate::dns::serve_udp(
+        dns_tasks.push(tokio::spawn(crate::egress::dns::serve_udp(
             udp,
             prepared.state.clone(),
             resolver.clone(),
         )));
-        dns_tasks.push(tokio::spawn(crate::dns::serve_tcp(
+        dns_tasks.push(tokio::spawn(crate::egress::dns::serve_tcp(
             tcp,
             prepared.state.clone(),
             resolver.clone(),
@@ -282,12 +284,12 @@ pub async fn serve(
         // Readiness turns 503 before systemd (or anyone watching it) hears STOPPING=1: whoever acts on the
         // notification must already see the drain.
         health.set_draining();
-        crate::systemd::stopping();
+        crate::ops::systemd::stopping();
         let _ = stop_tx.send(true);
     };
     // Every listener is bound and the CA and configuration are loaded.
-    crate::systemd::ready();
-    server::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
+    crate::ops::systemd::ready();
+    listener::serve_workers(listener, prepared.state.clone(), opts, workers, shutdown).await;
     for t in tasks {
         let _ = t.await;
     }

@@ -12,14 +12,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use crate::config::Snapshot;
-use crate::manage::{self, BindingSpec, ManageError, NewMcpConfig, Workspace};
+use crate::ops::edit::{self, BindingSpec, ManageError, NewMcpConfig, Workspace};
+use crate::runtime::{Live, Snapshot};
 
 /// Largest request line accepted on the socket.
 const MAX_REQUEST: usize = 1 << 20;
@@ -83,12 +82,12 @@ pub enum Request {
     /// `network-policy create`.
     NetworkPolicyCreate {
         name: String,
-        fields: manage::PolicyFields,
+        fields: edit::PolicyFields,
     },
     /// `network-policy update`.
     NetworkPolicyUpdate {
         name: String,
-        fields: manage::PolicyFields,
+        fields: edit::PolicyFields,
     },
     /// `network-policy delete`.
     NetworkPolicyDelete { name: String, force: bool },
@@ -170,8 +169,8 @@ pub fn apply(config_file: &Path, req: Request) -> Reply {
 
 fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
     let mut ws = Workspace::load(config_file)?;
-    let _lock = manage::lock(ws.paths())?;
-    let env_of = |ws: &Workspace, name: &str| manage::devbox_env(ws, name);
+    let _lock = edit::lock(ws.paths())?;
+    let env_of = |ws: &Workspace, name: &str| edit::devbox_env(ws, name);
     Ok(match req {
         Request::DevboxCreate {
             name,
@@ -179,19 +178,19 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             network_policy,
             mcp,
         } => {
-            manage::devbox_create(&mut ws, &name, addresses, network_policy, specs(&mcp)?)?;
+            edit::devbox_create(&mut ws, &name, addresses, network_policy, specs(&mcp)?)?;
             Reply::ok(format!("created devbox {name}"), env_of(&ws, &name)?)
         }
         Request::DevboxBind { name, mcp } => {
-            manage::devbox_bind(&mut ws, &name, specs(&mcp)?)?;
+            edit::devbox_bind(&mut ws, &name, specs(&mcp)?)?;
             Reply::ok(format!("bound to devbox {name}"), env_of(&ws, &name)?)
         }
         Request::DevboxUnbind { name, env_var } => {
-            manage::devbox_unbind(&mut ws, &name, &env_var)?;
+            edit::devbox_unbind(&mut ws, &name, &env_var)?;
             Reply::ok(format!("removed {name}/{env_var}"), Vec::new())
         }
         Request::DevboxSetPolicy { name, policy } => {
-            manage::devbox_set_policy(&mut ws, &name, policy.clone())?;
+            edit::devbox_set_policy(&mut ws, &name, policy.clone())?;
             Reply::ok(
                 format!(
                     "devbox {name}: network policy {}",
@@ -201,14 +200,14 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             )
         }
         Request::DevboxRevoke { name, env_var } => {
-            let r = manage::devbox_revoke(&mut ws, &name, env_var.as_deref())?;
+            let r = edit::devbox_revoke(&mut ws, &name, env_var.as_deref())?;
             Reply::ok(
                 format!("revoked {} token(s) of {name}: {}", r.len(), r.join(", ")),
                 Vec::new(),
             )
         }
         Request::DevboxRotate { name, env_var } => {
-            manage::devbox_rotate(&mut ws, &name, &env_var)?;
+            edit::devbox_rotate(&mut ws, &name, &env_var)?;
             let env = env_of(&ws, &name)?
                 .into_iter()
                 .filter(|(k, _)| *k == env_var)
@@ -216,7 +215,7 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             Reply::ok(format!("rotated {name}/{env_var}"), env)
         }
         Request::DevboxDelete { name } => {
-            manage::devbox_delete(&mut ws, &name)?;
+            edit::devbox_delete(&mut ws, &name)?;
             Reply::ok(format!("deleted devbox {name}"), Vec::new())
         }
         Request::DevboxEnv { name } => Reply::ok(String::new(), env_of(&ws, &name)?),
@@ -225,11 +224,11 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             value,
             replace,
         } => {
-            manage::secret_create(&mut ws, &name, SecretString::from(value), replace)?;
+            edit::secret_create(&mut ws, &name, SecretString::from(value), replace)?;
             Reply::ok(format!("stored secret {name}"), Vec::new())
         }
         Request::SecretDelete { name, force } => {
-            manage::secret_delete(&mut ws, &name, force)?;
+            edit::secret_delete(&mut ws, &name, force)?;
             Reply::ok(format!("deleted secret {name}"), Vec::new())
         }
         Request::McpConfigCreate {
@@ -239,7 +238,7 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             description,
             credential,
         } => {
-            let id = manage::mcp_config_create(
+            let id = edit::mcp_config_create(
                 &mut ws,
                 NewMcpConfig {
                     name: name.clone(),
@@ -257,23 +256,23 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
             description,
             endpoint,
         } => {
-            manage::mcp_config_update(&mut ws, &name, allowed_tools, description, endpoint)?;
+            edit::mcp_config_update(&mut ws, &name, allowed_tools, description, endpoint)?;
             Reply::ok(format!("updated mcp_config {name}"), Vec::new())
         }
         Request::McpConfigDelete { name, force } => {
-            manage::mcp_config_delete(&mut ws, &name, force)?;
+            edit::mcp_config_delete(&mut ws, &name, force)?;
             Reply::ok(format!("deleted mcp_config {name}"), Vec::new())
         }
         Request::NetworkPolicyCreate { name, fields } => {
-            manage::network_policy_create(&mut ws, &name, fields)?;
+            edit::network_policy_create(&mut ws, &name, fields)?;
             Reply::ok(format!("created network policy {name}"), Vec::new())
         }
         Request::NetworkPolicyUpdate { name, fields } => {
-            manage::network_policy_update(&mut ws, &name, fields)?;
+            edit::network_policy_update(&mut ws, &name, fields)?;
             Reply::ok(format!("updated network policy {name}"), Vec::new())
         }
         Request::NetworkPolicyDelete { name, force } => {
-            manage::network_policy_delete(&mut ws, &name, force)?;
+            edit::network_policy_delete(&mut ws, &name, force)?;
             Reply::ok(format!("deleted network policy {name}"), Vec::new())
         }
         Request::Status => {
@@ -323,9 +322,9 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serve requests: apply, reload at once, answer.
-pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<ArcSwap<Snapshot>>) {
+pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<Live>) {
     loop {
-        let (s, _) = crate::server::accept_retrying(|| listener.accept()).await;
+        let (s, _) = crate::listen::accept_retrying(|| listener.accept()).await;
         let (config_file, state) = (config_file.clone(), state.clone());
         tokio::spawn(async move {
             let (r, mut w) = s.into_split();
@@ -363,14 +362,14 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<ArcS
                             issues: Vec::new(),
                         });
                     if reply.outcome == Outcome::Ok {
-                        if let Err(e) = crate::reload::reload_now(&config_file, &state) {
-                            crate::reload::log_failure(&e);
+                        if let Err(e) = crate::ops::reload::reload_now(&config_file, &state) {
+                            crate::ops::reload::log_failure(&e);
                         }
                     }
                     reply
                 }
             };
-            tracing::info!(target: crate::audit::TARGET, event = "admin", outcome = ?reply.outcome, message = %reply.message, "admin request");
+            tracing::info!(target: crate::telemetry::audit::TARGET, event = "admin", outcome = ?reply.outcome, message = %reply.message, "admin request");
             let mut out = serde_json::to_vec(&reply).unwrap_or_default();
             out.push(b'\n');
             let _ = w.write_all(&out).await;

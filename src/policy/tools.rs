@@ -10,8 +10,8 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 pub struct ToolFilter {
     /// Patterns that are a plain name (`slack.post_message`), or a plain prefix and one final `*`
     /// (`github.*`, `*`): decided by string comparison. Most configured patterns are one of these, and
-    /// globset's general matcher costs ~600 instructions per tool name (it first splits the name like a
-    /// path into base name and extension).
+    /// globset's general matcher first splits every name like a path into base name and extension
+    /// (its cost per `tools/call` is in BENCHMARKS.md, "Tool filter").
     simple: Vec<Simple>,
     /// Every other pattern, compiled together.
     set: GlobSet,

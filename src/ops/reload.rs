@@ -6,22 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-
-use crate::config::{ConfigError, Snapshot};
+use crate::config::ConfigError;
+use crate::runtime::{Live, Snapshot};
 
 /// How often files are checked for changes; bounds how fast a revoked token stops working.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Bumped after every successful swap, so long-lived tunnels and streams re-check themselves against
-/// the new snapshot (and end if it no longer allows them).
-static GENERATION: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
-    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
-
-/// A receiver that wakes on every successful reload.
-pub fn subscribe() -> tokio::sync::watch::Receiver<u64> {
-    GENERATION.subscribe()
-}
 
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
@@ -59,15 +48,15 @@ fn watched(snap: &Snapshot) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// The validation problems; the old snapshot stays in place.
-pub fn reload_now(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError> {
-    crate::systemd::reloading();
+pub fn reload_now(config_file: &Path, state: &Live) -> Result<(), ConfigError> {
+    crate::ops::systemd::reloading();
     let result = swap(config_file, state);
-    crate::systemd::ready();
-    crate::metrics::reload(result.is_ok());
+    crate::ops::systemd::ready();
+    crate::telemetry::metrics::reload(result.is_ok());
     result
 }
 
-fn swap(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError> {
+fn swap(config_file: &Path, state: &Live) -> Result<(), ConfigError> {
     let old = state.load();
     let new = Snapshot::load(config_file)?;
     if new.config.gateway.listen != old.config.gateway.listen
@@ -80,8 +69,7 @@ fn swap(config_file: &Path, state: &ArcSwap<Snapshot>) -> Result<(), ConfigError
         mcp_configs = new.config.mcp_configs.len(),
         "Configuration reloaded"
     );
-    state.store(Arc::new(new));
-    GENERATION.send_modify(|g| *g += 1);
+    state.store(new);
     Ok(())
 }
 
@@ -95,7 +83,7 @@ pub fn log_failure(e: &ConfigError) {
 /// Watch the files forever, reloading on change or when `hup` fires.
 pub async fn watch(
     config_file: PathBuf,
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<Live>,
     mut hup: tokio::sync::mpsc::Receiver<()>,
 ) {
     let mut files = watched(&state.load());

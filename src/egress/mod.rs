@@ -8,6 +8,8 @@
 //! connection is served by the gateway in-process.
 
 pub mod detect;
+pub mod dns;
+pub mod firewall;
 pub mod forward;
 pub mod io;
 pub mod local;
@@ -19,17 +21,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::config::Snapshot;
-use crate::config::snapshot::{DevboxView, canonical_ip};
 use crate::mcp::gateway::Gateway;
 use crate::policy::host::{Target, parse_host, split_host_port};
 use crate::policy::{self, Allowance, Allowed, DenyReason, Verdict};
+use crate::runtime::snapshot::{DevboxView, canonical_ip};
+use crate::runtime::{Live, Snapshot};
 use detect::{DetectError, RequestHead, Sniffed};
 use io::Prefixed;
 
@@ -49,7 +50,7 @@ pub enum Mode {
 
 /// The proxy's shared state.
 pub struct Egress {
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<Live>,
     gateway: Arc<Gateway>,
     gateway_tls: Arc<rustls::ServerConfig>,
     /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
@@ -74,6 +75,53 @@ enum Unreached {
     Unreachable,
 }
 
+/// How a connection ended: the one value its audit line (verdict and reason) and its metric come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ended before any stage decided (the client went away during its opening).
+    Incomplete,
+    /// The policy allowed it, and it was tunnelled or forwarded.
+    Allowed(Allowance),
+    /// Refused, with the reason the client was told.
+    Denied(DenyReason),
+    /// The opening could not be read (a timeout, a size cap, broken TLS): reset.
+    MalformedOpening,
+    /// Allowed, but every admitted address failed to connect.
+    UpstreamUnreachable,
+    /// The TLS handshake of an intercepted gateway connection failed.
+    TlsHandshakeFailed,
+    /// An allowed plain-HTTP request that was not relayed.
+    Forward(forward::Outcome),
+    /// A reload withdrew the allowance, and the tunnel was closed.
+    PolicyWithdrawn,
+}
+
+impl Outcome {
+    /// `allow`, `deny`, `error` (allowed, then failed) or `closed` (ended by the hub).
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Self::Allowed(_) => "allow",
+            Self::Incomplete | Self::Denied(_) | Self::MalformedOpening => "deny",
+            Self::UpstreamUnreachable | Self::TlsHandshakeFailed | Self::Forward(_) => "error",
+            Self::PolicyWithdrawn => "closed",
+        }
+    }
+
+    /// Stable snake_case reason: in the audit line, the metric and (for HTTP answers) `X-Proxy-Error`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Incomplete => "incomplete",
+            Self::Allowed(a) => a.as_str(),
+            Self::Denied(r) => r.as_str(),
+            Self::MalformedOpening => "malformed_opening",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::TlsHandshakeFailed => "tls_handshake_failed",
+            Self::Forward(o) => o.as_str(),
+            Self::PolicyWithdrawn => "policy_withdrawn",
+        }
+    }
+}
+
 /// Everything one connection's audit line needs, filled in as the pipeline advances.
 #[derive(Debug)]
 pub struct ConnCtx {
@@ -86,8 +134,7 @@ pub struct ConnCtx {
     connect: Option<String>,
     original_dst: Option<SocketAddr>,
     dialled: Option<SocketAddr>,
-    verdict: &'static str,
-    reason: &'static str,
+    outcome: Outcome,
     up: u64,
     down: u64,
 }
@@ -104,22 +151,19 @@ impl ConnCtx {
             connect: None,
             original_dst: None,
             dialled: None,
-            verdict: "deny",
-            reason: "incomplete",
+            outcome: Outcome::Incomplete,
             up: 0,
             down: 0,
         }
     }
 
     fn deny(&mut self, r: DenyReason) -> DenyReason {
-        self.verdict = "deny";
-        self.reason = r.as_str();
+        self.outcome = Outcome::Denied(r);
         r
     }
 
     fn allow(&mut self, a: Allowance) {
-        self.verdict = "allow";
-        self.reason = a.as_str();
+        self.outcome = Outcome::Allowed(a);
     }
 
     fn names(&self) -> (Option<&str>, Option<&str>) {
@@ -131,19 +175,19 @@ impl ConnCtx {
     }
 
     fn emit(&self) {
-        crate::metrics::connection(
+        crate::telemetry::metrics::connection(
             match self.mode {
                 Mode::Transparent => "transparent",
                 Mode::Explicit => "explicit",
             },
-            self.verdict,
-            self.reason,
+            self.outcome.verdict(),
+            self.outcome.reason(),
         );
         let (devbox, policy) = self.names();
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let addr = |v: &Option<SocketAddr>| v.map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
-            target: crate::audit::TARGET,
+            target: crate::telemetry::audit::TARGET,
             event = "connection",
             mode = match self.mode { Mode::Transparent => "transparent", Mode::Explicit => "explicit" },
             client.addr = %self.source,
@@ -154,8 +198,8 @@ impl ConnCtx {
             connect = %opt(&self.connect),
             original_dst = %addr(&self.original_dst),
             dialled = %addr(&self.dialled),
-            verdict = self.verdict,
-            reason = self.reason,
+            verdict = self.outcome.verdict(),
+            reason = self.outcome.reason(),
             bytes_up = self.up,
             bytes_down = self.down,
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
@@ -184,10 +228,9 @@ pub fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
 
 /// The devbox side of an egress connection is a link on this host (veth, bridge, tap): no loss and no
 /// bottleneck queue to pace for. The host's default congestion control may pace anyway (BBR does, with
-/// a timer per burst of segments), which on this link only costs CPU on the cores the devboxes share:
-/// `scripts/bench-egress` measured tunnels at 0.71x direct with BBR pacing the devbox side and 0.81x
-/// with cubic. The upstream side keeps the host's choice, which is made for the real network. Best
-/// effort: if cubic is unavailable the default stays.
+/// a timer per burst of segments), which on this link only costs CPU on the cores the devboxes share
+/// (`scripts/bench-egress`, figures in BENCHMARKS.md). The upstream side keeps the host's choice, which
+/// is made for the real network. Best effort: if cubic is unavailable the default stays.
 fn tune_local_link(s: &TcpStream) {
     let _ = nix::sys::socket::setsockopt(
         s,
@@ -199,7 +242,7 @@ fn tune_local_link(s: &TcpStream) {
 impl Egress {
     /// A proxy serving from `state`, intercepting the gateway host with `gateway_tls`.
     pub fn new(
-        state: Arc<ArcSwap<Snapshot>>,
+        state: Arc<Live>,
         gateway_tls: Arc<rustls::ServerConfig>,
         bound: Vec<SocketAddr>,
         resolver: Arc<resolve::Resolver>,
@@ -231,7 +274,7 @@ impl Egress {
         // Every connection task holds a clone; `recv` returns `None` once the last one has ended.
         let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
         while let Some((permit, tcp, peer)) =
-            crate::server::accept(&listener, &self.limit, shutdown.as_mut()).await
+            crate::listen::accept(&listener, &self.limit, shutdown.as_mut()).await
         {
             let me = self.clone();
             let open = open_tx.clone();
@@ -365,8 +408,7 @@ impl Egress {
                 return Ok(s);
             }
         }
-        ctx.verdict = "error";
-        ctx.reason = "upstream_unreachable";
+        ctx.outcome = Outcome::UpstreamUnreachable;
         Err(Unreached::Unreachable)
     }
 
@@ -384,7 +426,7 @@ impl Egress {
         }
         // SECURITY: a reload that no longer allows this destination (hostname removed, policy changed,
         // devbox deleted) closes the tunnel too, not only new connections.
-        let mut generation = crate::reload::subscribe();
+        let mut generation = self.state.subscribe();
         let source = ctx.source.ip();
         let withdrawn = std::sync::atomic::AtomicBool::new(false);
         let stop = async {
@@ -404,13 +446,12 @@ impl Egress {
             }
             std::future::pending::<()>().await;
         };
-        crate::metrics::tunnels(1.0);
+        crate::telemetry::metrics::tunnels(1.0);
         let (up, down) =
             splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout, stop).await;
-        crate::metrics::tunnels(-1.0);
+        crate::telemetry::metrics::tunnels(-1.0);
         if withdrawn.load(std::sync::atomic::Ordering::Relaxed) {
-            ctx.verdict = "closed";
-            ctx.reason = "policy_withdrawn";
+            ctx.outcome = Outcome::PolicyWithdrawn;
         }
         ctx.up = up + replay.len() as u64;
         ctx.down = down;
@@ -423,12 +464,17 @@ impl Egress {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.gateway_tls.clone());
-        match tokio::time::timeout(crate::server::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
+        match tokio::time::timeout(
+            crate::mcp::listener::TLS_HANDSHAKE_TIMEOUT,
+            acceptor.accept(io),
+        )
+        .await
         {
-            Ok(Ok(tls)) => crate::server::serve_one(tls, ctx.source, self.gateway.clone()).await,
+            Ok(Ok(tls)) => {
+                crate::mcp::listener::serve_one(tls, ctx.source, self.gateway.clone()).await
+            }
             _ => {
-                ctx.verdict = "error";
-                ctx.reason = "tls_handshake_failed";
+                ctx.outcome = Outcome::TlsHandshakeFailed;
             }
         }
     }
@@ -517,9 +563,8 @@ impl Egress {
 
     async fn explicit(&self, ctx: &mut ConnCtx, mut s: TcpStream) {
         let snap = self.state.load_full();
-        if self.identify(&snap, ctx).is_err() {
-            let body = respond::explain(DenyReason::UnknownDevbox, "*", None, None);
-            return respond::http(&mut s, 403, DenyReason::UnknownDevbox.as_str(), &body).await;
+        if let Err(r) = self.identify(&snap, ctx) {
+            return refuse_http(ctx, &mut s, Refusal::policy(403, r, "*")).await;
         }
         let eg = &snap.config.egress;
         let (head, bytes, head_len) =
@@ -583,14 +628,12 @@ impl Egress {
         match self.reach_raw(snap, ctx, a, target, port).await {
             Ok(up) => Some(up),
             Err(Unreached::Refused(r)) => {
-                let (devbox, policy) = ctx.names();
-                let body = respond::explain(r, host, devbox, policy);
-                respond::http(s, 403, r.as_str(), &body).await;
+                refuse_http(ctx, s, Refusal::policy(403, r, host)).await;
                 None
             }
             Err(Unreached::Unreachable) => {
                 let body = format!("{host}:{port}: upstream unreachable\n");
-                respond::http(s, 502, ctx.reason, &body).await;
+                respond::http(s, 502, ctx.outcome.reason(), &body).await;
                 None
             }
         }
@@ -783,8 +826,7 @@ impl Egress {
         let timeout = snap.config.egress.idle_timeout;
         let (outcome, up_bytes, down_bytes) = forward::one_request(client, up, path, timeout).await;
         if outcome != forward::Outcome::Relayed {
-            ctx.verdict = "error";
-            ctx.reason = outcome.as_str();
+            ctx.outcome = Outcome::Forward(outcome);
         }
         ctx.up = up_bytes;
         ctx.down = down_bytes;
@@ -852,7 +894,7 @@ async fn refuse_opening(ctx: &mut ConnCtx, mut s: TcpStream, e: DetectError) {
             respond::tls(&mut s).await;
         }
         _ => {
-            ctx.reason = "malformed_opening";
+            ctx.outcome = Outcome::MalformedOpening;
             respond::reset(s);
         }
     }

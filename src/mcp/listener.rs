@@ -22,11 +22,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use arc_swap::ArcSwap;
-
-use crate::config::Snapshot;
 use crate::mcp::gateway::{ConnAuth, Gateway};
 use crate::mcp::respond::{Body, BoxError};
+use crate::runtime::Live;
 
 /// Time a client gets to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,7 +165,7 @@ impl Drop for Held {
 /// pool and every task they spawn on one thread is how nginx's workers avoid the same cost.
 pub async fn serve_workers(
     listener: TcpListener,
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<Live>,
     opts: ServeOptions,
     workers: usize,
     shutdown: impl Future<Output = ()>,
@@ -240,52 +238,6 @@ pub async fn serve_workers(
     }
 }
 
-/// The one way every listener (gateway, egress, DNS over TCP, admin, admin socket) takes its next
-/// connection: an accept error (EMFILE or ENFILE when descriptors run out, ENOBUFS, ECONNABORTED) is
-/// logged and retried after a pause that doubles from 10 ms up to 1 s, instead of spinning on a
-/// listener whose pending connection cannot be taken. Connections already open keep being served,
-/// and accepting resumes by itself once descriptors free up.
-pub async fn accept_retrying<T, Fut>(mut accept: impl FnMut() -> Fut) -> T
-where
-    Fut: Future<Output = std::io::Result<T>>,
-{
-    let mut pause = Duration::from_millis(10);
-    loop {
-        match accept().await {
-            Ok(x) => return x,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "Accept failed");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Stage accept: wait for a connection slot, then a connection (nodelay set); `None` once `shutdown`
-/// fires. Accept errors back off (`accept_retrying`).
-pub async fn accept<F: Future<Output = ()>>(
-    listener: &TcpListener,
-    limit: &Arc<Semaphore>,
-    mut shutdown: std::pin::Pin<&mut F>,
-) -> Option<(
-    tokio::sync::OwnedSemaphorePermit,
-    tokio::net::TcpStream,
-    SocketAddr,
-)> {
-    let permit = tokio::select! {
-        () = shutdown.as_mut() => return None,
-        p = limit.clone().acquire_owned() => p.ok()?,
-    };
-    tokio::select! {
-        () = shutdown.as_mut() => None,
-        (tcp, peer) = accept_retrying(|| listener.accept()) => {
-            let _ = tcp.set_nodelay(true);
-            Some((permit, tcp, peer))
-        }
-    }
-}
-
 /// Serve the gateway on `listener` as worker `me` of `balance` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
@@ -307,7 +259,9 @@ pub async fn serve(
             () = shutdown.as_mut() => break,
             () = balance.turn(me) => {}
         }
-        let Some((permit, tcp, peer)) = accept(&listener, &limit, shutdown.as_mut()).await else {
+        let Some((permit, tcp, peer)) =
+            crate::listen::accept(&listener, &limit, shutdown.as_mut()).await
+        else {
             break;
         };
         let counted = balance.open(me);
@@ -330,9 +284,9 @@ pub async fn serve(
                     return;
                 }
             };
-            crate::metrics::gateway_connections(1.0);
+            crate::telemetry::metrics::gateway_connections(1.0);
             let result = BUILDERS.serve(tls, peer, gateway, stop).await;
-            crate::metrics::gateway_connections(-1.0);
+            crate::telemetry::metrics::gateway_connections(-1.0);
             if let Err(e) = result {
                 tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
             }
@@ -355,8 +309,9 @@ pub async fn serve_one<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // Never stopped from here (the sender is dropped at once): the egress listener's own drain ends
-    // these connections.
+    // Never stopped from here (the sender is dropped at once): egress does not drain, so an
+    // intercepted connection ends when its client closes it, when the idle watchdog does, or with the
+    // process.
     let (_, stop) = watch::channel(false);
     if let Err(e) = BUILDERS.serve(tls, peer, gateway, stop).await {
         tracing::debug!(client.addr = %peer, error = %e, "Intercepted connection ended with error");
@@ -461,8 +416,8 @@ impl Builders {
             async move {
                 // Boxed: hyper's HTTP/1.1 dispatcher keeps the service future in a box it allocates
                 // once per connection; unboxed, the whole request state (~2.7 KB) would stay there
-                // while the connection idles (+5 MiB at 1,000 open sessions, measured), to save an
-                // allocation and a copy per request (~220 instructions, 0.4%).
+                // while the connection idles (megabytes at a thousand open sessions), to save one
+                // allocation and copy per request (both measured in BENCHMARKS.md).
                 let resp = Box::pin(gateway.handle(req, peer, &auth)).await;
                 Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
                     inner,

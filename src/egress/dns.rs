@@ -10,18 +10,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::config::Snapshot;
-use crate::config::snapshot::canonical_ip;
+use crate::egress::resolve::{ResolveError, Resolver};
 use crate::policy::host::{Target, parse_host};
 use crate::policy::{self, Allowance, DenyReason, Verdict};
-use crate::proxy::resolve::{ResolveError, Resolver};
+use crate::runtime::snapshot::canonical_ip;
+use crate::runtime::{Live, Snapshot};
 
 /// TTL of answers: short, so policy changes reach devboxes quickly.
 pub const TTL: u32 = 30;
@@ -140,12 +139,12 @@ fn audit(source: SocketAddr, name: &str, outcome: &Outcome) {
         Outcome::Answered(_) => ("allow", "answered"),
         Outcome::Refused(r) => ("deny", *r),
     };
-    crate::metrics::dns(verdict, reason);
-    tracing::info!(target: crate::audit::TARGET, event = "dns", client.addr = %source, name = %name, verdict, reason, "dns query");
+    crate::telemetry::metrics::dns(verdict, reason);
+    tracing::info!(target: crate::telemetry::audit::TARGET, event = "dns", client.addr = %source, name = %name, verdict, reason, "dns query");
 }
 
 /// Serve UDP queries until the task is dropped.
-pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, resolver: Arc<Resolver>) {
+pub async fn serve_udp(sock: UdpSocket, state: Arc<Live>, resolver: Arc<Resolver>) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
@@ -166,13 +165,9 @@ pub async fn serve_udp(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, resolver:
 }
 
 /// Serve TCP queries (length-prefixed) until the task is dropped.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    state: Arc<ArcSwap<Snapshot>>,
-    resolver: Arc<Resolver>,
-) {
+pub async fn serve_tcp(listener: TcpListener, state: Arc<Live>, resolver: Arc<Resolver>) {
     loop {
-        let (mut s, src) = crate::server::accept_retrying(|| listener.accept()).await;
+        let (mut s, src) = crate::listen::accept_retrying(|| listener.accept()).await;
         let (state, resolver) = (state.clone(), resolver.clone());
         tokio::spawn(async move {
             let read = async {

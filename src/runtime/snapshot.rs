@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use super::{Config, ConfigError, ConfigIssue, McpConfig};
-use crate::mcp::credentials::{Redactor, render};
+use crate::config::{self, Config, ConfigError, ConfigIssue, McpConfig};
+use crate::runtime::credentials::{Redactor, render};
 use crate::state::devboxes::Devboxes;
 use crate::state::load_token_key;
 use crate::state::secrets::Secrets;
@@ -119,7 +119,7 @@ impl Snapshot {
     /// # Errors
     /// All problems across all files.
     pub fn load(config_file: &Path) -> Result<Self, ConfigError> {
-        let config = super::load(config_file)?;
+        let config = config::load(config_file)?;
         let mut issues = Vec::new();
         let secrets = Secrets::load(&config.paths.secrets_file).unwrap_or_else(|e| {
             issues.extend(e);

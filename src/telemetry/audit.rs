@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::snapshot::Binding;
+use crate::runtime::snapshot::Binding;
 
 /// Log target for audit lines (`RUST_LOG=audit=info`).
 pub const TARGET: &str = "audit";
@@ -64,7 +64,7 @@ pub fn tool_call(
     outcome: &str,
     started: Instant,
 ) {
-    crate::metrics::tool_call(who.config(), tool, verdict.as_str(), outcome);
+    crate::telemetry::metrics::tool_call(who.config(), tool, verdict.as_str(), outcome);
     tracing::info!(
         target: TARGET,
         event = "tool_call",
@@ -85,7 +85,7 @@ pub fn tool_call(
 
 /// A request refused before reaching any upstream (authentication, origin, session, malformed input).
 pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
-    crate::metrics::request_denied(reason);
+    crate::telemetry::metrics::request_denied(reason);
     tracing::info!(
         target: TARGET,
         event = "request_denied",

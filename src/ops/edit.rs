@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
-use crate::config::{self, Config, ConfigError, Paths, Snapshot};
+use crate::config::{self, Config, ConfigError, Paths};
+use crate::runtime::Snapshot;
 use crate::state::devboxes::{Devbox, Devboxes, McpBinding};
 use crate::state::secrets::{Secret, Secrets};
 use crate::state::tokens::Tokens;

@@ -41,7 +41,7 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     loop {
-        let (tcp, _) = crate::server::accept_retrying(|| listener.accept()).await;
+        let (tcp, _) = crate::listen::accept_retrying(|| listener.accept()).await;
         let health = health.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -56,7 +56,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
                         "/metrics" => reply(
                             StatusCode::OK,
                             "text/plain; version=0.0.4",
-                            crate::metrics::render(),
+                            crate::telemetry::metrics::render(),
                         ),
                         _ => reply(
                             StatusCode::NOT_FOUND,
