@@ -836,3 +836,171 @@ async fn egress_survives_hostile_origins_and_slow_clients_across_a_reload() {
     );
     assert!(served().await);
 }
+
+/// The egress connection counter for one (mode, verdict, reason).
+fn connections(mode: &str, verdict: &str, reason: &str) -> u64 {
+    let key = format!(
+        "mcp_hub_egress_connections_total{{mode=\"{mode}\",verdict=\"{verdict}\",reason=\"{reason}\"}} "
+    );
+    mcp_hub::telemetry::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// Every refusal of the explicit proxy, told the same way: the status, the `X-Proxy-Error` the agent
+/// sees and the connection metric's labels (the audit line is written from the same `Outcome` value in
+/// `ConnCtx::emit`). One table, one hub; each row one connection the proxy refuses.
+#[tokio::test]
+async fn every_egress_refusal_is_told_and_counted_alike() {
+    let (hub, proxy) = hub("\"127.0.0.0/8\", \"::1/128\"").await;
+    hub.devbox_with_policy("agent", &["127.0.0.1"], "agents", &[]);
+    let echo = echo_server().await;
+    let p = http_origin().await.port();
+    let ok_host = format!("Host: localhost:{p}\r\n");
+
+    // (what, source address, request, status, verdict, reason)
+    let rows: Vec<(&str, &str, String, u16, &str, &str)> = vec![
+        (
+            "name not listed",
+            "127.0.0.1",
+            connect("github.com:443"),
+            403,
+            "deny",
+            "not_in_allowed_hostnames",
+        ),
+        (
+            "raw IP",
+            "127.0.0.1",
+            connect(&format!("127.0.0.3:{}", echo.port())),
+            403,
+            "deny",
+            "raw_ip",
+        ),
+        (
+            "own address",
+            "127.0.0.1",
+            connect(&format!("127.0.0.1:{}", echo.port())),
+            403,
+            "deny",
+            "devbox_to_devbox_not_allowed",
+        ),
+        (
+            "loop",
+            "127.0.0.1",
+            connect(&format!("localhost:{}", proxy.port())),
+            403,
+            "deny",
+            "loop_to_hub",
+        ),
+        (
+            "unparseable host",
+            "127.0.0.1",
+            connect("[::1:443"),
+            400,
+            "deny",
+            "invalid_host",
+        ),
+        (
+            "name that does not resolve",
+            "127.0.0.1",
+            connect("nx.example.org:443"),
+            403,
+            "deny",
+            "resolve_failed",
+        ),
+        (
+            "nothing listening",
+            "127.0.0.1",
+            connect("127.0.0.2:1"),
+            502,
+            "error",
+            "upstream_unreachable",
+        ),
+        (
+            "unknown source",
+            "127.0.0.5",
+            connect("localhost:443"),
+            403,
+            "deny",
+            "unknown_devbox",
+        ),
+        (
+            "absolute-form, not listed",
+            "127.0.0.1",
+            "GET http://github.com/ HTTP/1.1\r\nHost: github.com\r\n\r\n".into(),
+            403,
+            "deny",
+            "not_in_allowed_hostnames",
+        ),
+        (
+            "origin-form",
+            "127.0.0.1",
+            format!("GET / HTTP/1.1\r\n{ok_host}\r\n"),
+            400,
+            "deny",
+            "no_hostname",
+        ),
+        (
+            "https absolute-form",
+            "127.0.0.1",
+            format!("GET https://localhost:{p}/ HTTP/1.1\r\n{ok_host}\r\n"),
+            400,
+            "deny",
+            "no_hostname",
+        ),
+        (
+            "target not a URL",
+            "127.0.0.1",
+            "GET http://[x/ HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+            "deny",
+            "invalid_host",
+        ),
+        (
+            "two Hosts",
+            "127.0.0.1",
+            format!("GET http://localhost:{p}/ HTTP/1.1\r\n{ok_host}Host: evil.example\r\n\r\n"),
+            400,
+            "deny",
+            "ambiguous_request",
+        ),
+        (
+            "obs-fold",
+            "127.0.0.1",
+            format!("GET http://localhost:{p}/ HTTP/1.1\r\n{ok_host}X-F: a\r\n b\r\n\r\n"),
+            400,
+            "deny",
+            "malformed_request",
+        ),
+    ];
+    for (what, source, request, status, verdict, reason) in rows {
+        let before = connections("explicit", verdict, reason);
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let mut s = sock.connect(proxy).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let resp = read_all(&mut s, String::new()).await;
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {resp}"
+        );
+        assert!(
+            resp.contains(&format!("X-Proxy-Error: {reason}\r\n")),
+            "{what}: {resp}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while connections("explicit", verdict, reason) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {verdict}/{reason} not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            connections("explicit", verdict, reason),
+            before + 1,
+            "{what}"
+        );
+    }
+}
