@@ -52,6 +52,8 @@ pub(crate) enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Write a minimal valid config file at --config (never replaces one).
+    Init(mcp_hub::ops::init::InitArgs),
     /// Validate the configuration and state exactly as start-up does.
     Check,
     /// Print the nftables ruleset that routes devbox traffic through the hub (pipe into `nft -f -`).
@@ -326,6 +328,19 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run { grace_secs } => run(cfg, Duration::from_secs(grace_secs)).await,
         Command::Demo { dir, listen } => {
             demo(dir.unwrap_or_else(mcp_hub::demo::default_dir), listen).await
+        }
+        Command::Init(a) => {
+            mcp_hub::ops::init::init(&cfg, &a)?;
+            if cli.json {
+                print_json(&json!({"ok": true, "config": cfg}));
+            } else {
+                println!(
+                    "wrote {}; next: mcp-hub --config {} mcp-config create ...",
+                    cfg.display(),
+                    cfg.display()
+                );
+            }
+            Ok(())
         }
         Command::Check => {
             let s = Snapshot::load(&cfg)?;

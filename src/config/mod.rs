@@ -289,14 +289,29 @@ pub fn parse(text: &str, config_file: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 /// Unreadable file or any validation problem.
 pub fn load(config_file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(config_file).map_err(|e| {
+    parse(&read(config_file)?, config_file)
+}
+
+/// The text of `hub.toml`; a missing file says how to make one.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn read(config_file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(config_file).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "does not exist; `mcp-hub --config {} init` writes a minimal one",
+                config_file.display()
+            )
+        } else {
+            format!("cannot read: {e}")
+        };
         ConfigError::Invalid(vec![ConfigIssue {
             file: file_label(config_file),
             path: String::new(),
-            message: format!("cannot read: {e}"),
+            message,
         }])
-    })?;
-    parse(&text, config_file)
+    })
 }
 
 #[cfg(test)]

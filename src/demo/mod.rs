@@ -30,6 +30,39 @@ pub struct DemoSetup {
     pub env: Vec<(String, String)>,
     /// CA file to trust.
     pub ca_file: PathBuf,
+    /// How to run this binary from a shell, as printed: `mcp-hub` if that is what `PATH` finds, else
+    /// the binary's own path (a newcomer who ran `cargo run -- demo` has no `mcp-hub` on `PATH`).
+    pub command: String,
+}
+
+/// `mcp-hub` if the first `mcp-hub` on `PATH` is this very binary, else this binary's path, quoted for
+/// a POSIX shell when it needs to be.
+fn own_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "mcp-hub".into();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("mcp-hub"))
+            .find(|c| c.is_file())
+            .and_then(|c| std::fs::canonicalize(c).ok())
+    });
+    if on_path.as_deref() == Some(me.as_path()) {
+        return "mcp-hub".into();
+    }
+    shell_word(&me.to_string_lossy())
+}
+
+/// `s` as one POSIX shell word: as it is if it needs no quoting, else single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Bind the gateway: the requested address, else 127.0.0.1:8443, else any free loopback port.
@@ -171,6 +204,7 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
         config_file,
         env,
         ca_file,
+        command: own_command(),
     })
 }
 
@@ -179,7 +213,9 @@ pub fn instructions(s: &DemoSetup) -> String {
     let mut out = String::from(
         "mcp-hub demo: the gateway is running with a sample GitHub-like MCP server behind it.\n\n",
     );
-    out.push_str("# The devbox's environment (what `mcp-hub devbox env demo` prints), and the CA it must trust:\n");
+    out.push_str(
+        "# The devbox's environment (what `devbox env demo` prints), and the CA it must trust:\n",
+    );
     for (k, v) in &s.env {
         out.push_str(&format!("export {k}={v}\n"));
     }
@@ -200,8 +236,9 @@ pub fn instructions(s: &DemoSetup) -> String {
     out.push_str("export NODE_EXTRA_CA_CERTS=\"$CA\"\n");
     out.push_str("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\"\n\n");
     out.push_str(&format!(
-        "# Manage it like a real deployment, while it runs:\nmcp-hub --config {} devbox list\n\nPress Ctrl-C to stop.\n",
-        s.config_file.display()
+        "# Manage it like a real deployment, while it runs:\n{} --config {} devbox list\n\nPress Ctrl-C to stop.\n",
+        s.command,
+        shell_word(&s.config_file.to_string_lossy())
     ));
     out
 }

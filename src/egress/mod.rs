@@ -202,7 +202,7 @@ impl ConnCtx {
             reason = self.outcome.reason(),
             bytes_up = self.up,
             bytes_down = self.down,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = crate::telemetry::audit::millis(self.started),
             "connection"
         );
     }

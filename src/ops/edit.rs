@@ -96,8 +96,7 @@ impl Workspace {
     /// # Errors
     /// Invalid or unreadable files.
     pub fn load(config_file: &Path) -> Result<Self, ManageError> {
-        let text = std::fs::read_to_string(config_file)
-            .map_err(io(format!("reading {}", config_file.display())))?;
+        let text = config::read(config_file)?;
         let config = config::parse(&text, config_file)?;
         let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
             ManageError::Conflict(format!("{}: {}", config_file.display(), e.message()))

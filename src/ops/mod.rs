@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod edit;
+pub mod init;
 pub mod reload;
 pub mod socket;
 pub mod start;

@@ -78,7 +78,7 @@ pub fn tool_call(
         outcome = outcome,
         // Read from the clock only when the line is written (tracing evaluates fields after its
         // level check): a clock read per call is saved when audit lines are filtered out.
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = millis(started),
         "tool call"
     );
 }
@@ -98,4 +98,23 @@ pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
         status = status,
         "request denied"
     );
+}
+
+/// Milliseconds since `started`, to the microsecond: `0.178`, not `0.17797200000000002` (a float's
+/// shortest round-trip form of a whole number of microseconds over 1000 has at most three decimals).
+pub fn millis(started: Instant) -> f64 {
+    started.elapsed().as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn milliseconds_have_at_most_three_decimals() {
+        for us in [0u64, 1, 178, 17_797, 123_456_789, 999_999] {
+            let ms = us as f64 / 1000.0;
+            let text = ms.to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 3, "{us} us printed as {text}");
+        }
+    }
 }

@@ -48,6 +48,50 @@ fn exit_codes_follow_sysexits() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
+    // A missing config file points to `init`, which writes one that the next edit accepts.
+    let fresh = dir.path().join("etc/hub.toml");
+    let fresh = fresh.to_str().unwrap();
+    let state = dir.path().join("state");
+    let edit = [
+        "--config",
+        fresh,
+        "mcp-config",
+        "create",
+        "--name",
+        "github",
+        "--endpoint",
+        "https://api.githubcopilot.com/mcp/",
+        "--allowed-tools",
+        "get_*",
+    ];
+    let out = Command::new(BIN).args(edit).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("`mcp-hub --config {fresh} init`")),
+        "{err}"
+    );
+    let init = [
+        "--config",
+        fresh,
+        "init",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let out = Command::new(BIN).args(init).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN).args(edit).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN).args(init).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "init never replaces a config");
 }
 
 #[test]
@@ -164,6 +208,24 @@ fn demo_prints_commands_that_work_as_printed() {
         .filter(|l| l.starts_with("export ") || l.starts_with("curl "))
         .map(|l| format!("{l}\necho\n"))
         .collect();
+    // The management line works as printed for a newcomer who has no mcp-hub on PATH.
+    let manage = out
+        .lines()
+        .skip_while(|l| !l.starts_with("# Manage it"))
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let listed = Command::new("sh")
+        .args(["-c", &manage])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains("demo"),
+        "{manage}: {}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let run = Command::new("bash")
         .args(["-euc", &script])
         .output()
