@@ -1,16 +1,16 @@
 //! Command-line interface: clap definitions and one handler per subcommand.
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use mcp_hub::config::ConfigError;
-use mcp_hub::ops::edit::{self, BindingSpec, Workspace};
+use mcp_hub::ops::edit::{self, Workspace, devbox, mcp_config, network_policy, secret};
 use mcp_hub::ops::socket::{self, Outcome, Request};
 use mcp_hub::ops::start;
 use mcp_hub::runtime::Snapshot;
@@ -86,68 +86,16 @@ pub(crate) enum Command {
     Status,
 }
 
-/// Network policy fields; on `update` only the given ones change.
-#[derive(Debug, Args)]
-pub(crate) struct PolicyArgs {
-    /// Free text.
-    #[arg(long)]
-    description: Option<String>,
-    /// Host names the devbox may reach ("*." wildcards), comma-separated.
-    #[arg(long = "allowed-hostnames", value_delimiter = ',', num_args = 0..)]
-    allowed_hostnames: Option<Vec<String>>,
-    /// true|false: any public destination.
-    #[arg(long)]
-    allow_all: Option<bool>,
-    /// true|false: other devboxes.
-    #[arg(long)]
-    allow_devbox_to_devbox: Option<bool>,
-    /// true|false: the MCP gateway.
-    #[arg(long)]
-    allow_mcp_gateway: Option<bool>,
-    /// true|false: the agent gateway hosts.
-    #[arg(long)]
-    allow_agent_gateway: Option<bool>,
-}
-
-impl From<PolicyArgs> for edit::PolicyFields {
-    fn from(a: PolicyArgs) -> Self {
-        Self {
-            description: a.description,
-            allow_all: a.allow_all,
-            allowed_hostnames: a.allowed_hostnames,
-            allow_devbox_to_devbox: a.allow_devbox_to_devbox,
-            allow_mcp_gateway: a.allow_mcp_gateway,
-            allow_agent_gateway: a.allow_agent_gateway,
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum NetworkPolicyCmd {
     /// List policies.
     List,
     /// Create a policy.
-    Create {
-        /// Unique name.
-        name: String,
-        #[command(flatten)]
-        fields: PolicyArgs,
-    },
+    Create(network_policy::Create),
     /// Change some fields of a policy.
-    Update {
-        /// Policy name.
-        name: String,
-        #[command(flatten)]
-        fields: PolicyArgs,
-    },
+    Update(network_policy::Update),
     /// Delete a policy (refused while devboxes use it, unless --force).
-    Delete {
-        /// Policy name.
-        name: String,
-        /// Leave the devboxes that use it without network.
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(edit::Delete),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,32 +106,10 @@ pub(crate) enum CaCmd {
     Print,
 }
 
-#[derive(Debug, Args)]
-pub(crate) struct CreateConfig {
-    /// Unique name, e.g. github.
-    #[arg(long)]
-    name: String,
-    /// Upstream MCP endpoint URL.
-    #[arg(long)]
-    endpoint: String,
-    /// Allowed tool glob patterns, e.g. 'github.search_*' (repeat or comma-separate).
-    #[arg(long = "allowed-tools", required = true, value_delimiter = ',', num_args = 1..)]
-    allowed_tools: Vec<String>,
-    /// Free text.
-    #[arg(long)]
-    description: Option<String>,
-    /// Header carrying the secret (default Authorization).
-    #[arg(long, requires = "credential_value")]
-    credential_header: Option<String>,
-    /// Header value template containing {secret} (default "Bearer {secret}").
-    #[arg(long, requires = "credential_header")]
-    credential_value: Option<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum McpConfigCmd {
     /// Define an upstream MCP server.
-    Create(CreateConfig),
+    Create(mcp_config::Create),
     /// List configs.
     List,
     /// Show one config.
@@ -192,112 +118,41 @@ pub(crate) enum McpConfigCmd {
         name: String,
     },
     /// Change allowed tools, description or endpoint.
-    Update {
-        /// Name or id.
-        name: String,
-        #[arg(long = "allowed-tools", value_delimiter = ',', num_args = 1..)]
-        allowed_tools: Option<Vec<String>>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        endpoint: Option<String>,
-    },
+    Update(mcp_config::Update),
     /// Delete a config (refused while a devbox uses it, unless --force).
-    Delete {
-        /// Name or id.
-        name: String,
-        /// Also remove the bindings that use it.
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(edit::Delete),
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretCmd {
     /// Store a secret; the value is read from stdin.
-    Create {
-        /// Secret name, e.g. GITHUB_MCP_TOKEN.
-        name: String,
-        /// Replace an existing value.
-        #[arg(long)]
-        replace: bool,
-    },
+    Create(secret::Create),
     /// List secret names (never values).
     List,
     /// Delete a secret (refused while bound, unless --force).
-    Delete {
-        /// Secret name.
-        name: String,
-        /// Also remove the bindings that use it.
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(edit::Delete),
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DevboxCmd {
     /// Create a devbox with MCP bindings; prints its environment.
-    Create {
-        /// Devbox name.
-        name: String,
-        /// Source address the host sees the devbox at (repeatable). Tokens are refused from elsewhere.
-        #[arg(long = "address")]
-        addresses: Vec<IpAddr>,
-        /// Its network policy (a [[network_policies]] name); without one it has no network at all.
-        #[arg(long)]
-        network_policy: Option<String>,
-        /// ENV_VAR=MCP_CONFIG:SECRET, e.g. GITHUB_MCP_SECRET=github:GITHUB_MCP_TOKEN (repeatable).
-        #[arg(long = "mcp")]
-        mcp: Vec<BindingSpec>,
-    },
+    Create(devbox::Create),
     /// Set (or with no POLICY, clear) a devbox's network policy.
-    SetPolicy {
-        /// Devbox name.
-        name: String,
-        /// A [[network_policies]] name.
-        policy: Option<String>,
-    },
+    SetPolicy(devbox::SetPolicy),
     /// Add MCP bindings to a devbox.
-    Bind {
-        /// Devbox name.
-        name: String,
-        /// ENV_VAR=MCP_CONFIG:SECRET (repeatable).
-        #[arg(long = "mcp", required = true)]
-        mcp: Vec<BindingSpec>,
-    },
+    Bind(devbox::Bind),
     /// Remove one binding and its token.
-    Unbind {
-        /// Devbox name.
-        name: String,
-        /// Env var of the binding.
-        env_var: String,
-    },
+    Unbind(devbox::Binding),
     /// List devboxes and their bindings.
     List,
     /// Print RL_MCP_URL and one line per server token, for the devbox environment.
-    Env {
-        /// Devbox name.
-        name: String,
-    },
+    Env(devbox::Named),
     /// Revoke a binding's token (or all of the devbox's tokens).
-    Revoke {
-        /// Devbox name.
-        name: String,
-        /// Env var of the binding; omit to revoke all.
-        env_var: Option<String>,
-    },
+    Revoke(devbox::Revoke),
     /// Issue a new token for one binding; the old one stops working.
-    Rotate {
-        /// Devbox name.
-        name: String,
-        /// Env var of the binding.
-        env_var: String,
-    },
+    Rotate(devbox::Binding),
     /// Delete a devbox, its bindings and tokens.
-    Delete {
-        /// Devbox name.
-        name: String,
-    },
+    Delete(devbox::Named),
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -432,6 +287,7 @@ fn submit(cfg: &std::path::Path, req: Request, as_json: bool) -> anyhow::Result<
         Outcome::Ok if as_json => print_json(&json!({"ok": true, "message": reply.message})),
         Outcome::Ok => println!("{}", reply.message),
         Outcome::Invalid => return Err(ConfigError::Invalid(reply.issues).into()),
+        Outcome::BadInput => return Err(edit::ManageError::BadInput(reply.message).into()),
         Outcome::Failed => anyhow::bail!("{}", reply.message),
     }
     Ok(())
@@ -474,25 +330,9 @@ fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::
             print_json(&show(c));
             return Ok(());
         }
-        McpConfigCmd::Create(a) => Request::McpConfigCreate {
-            name: a.name,
-            endpoint: a.endpoint,
-            allowed_tools: a.allowed_tools,
-            description: a.description,
-            credential: a.credential_header.zip(a.credential_value),
-        },
-        McpConfigCmd::Update {
-            name,
-            allowed_tools,
-            description,
-            endpoint,
-        } => Request::McpConfigUpdate {
-            name,
-            allowed_tools,
-            description,
-            endpoint,
-        },
-        McpConfigCmd::Delete { name, force } => Request::McpConfigDelete { name, force },
+        McpConfigCmd::Create(a) => Request::McpConfigCreate(a),
+        McpConfigCmd::Update(a) => Request::McpConfigUpdate(a),
+        McpConfigCmd::Delete(a) => Request::McpConfigDelete(a),
     };
     submit(cfg, req, as_json)
 }
@@ -518,18 +358,13 @@ fn secret(cfg: &std::path::Path, c: SecretCmd, as_json: bool) -> anyhow::Result<
             }
             return Ok(());
         }
-        SecretCmd::Create { name, replace } => {
-            let mut v = String::new();
+        SecretCmd::Create(mut a) => {
             std::io::stdin()
-                .read_to_string(&mut v)
+                .read_to_string(&mut a.value.0)
                 .context("reading the secret value from stdin")?;
-            Request::SecretCreate {
-                name,
-                value: v,
-                replace,
-            }
+            Request::SecretCreate(a)
         }
-        SecretCmd::Delete { name, force } => Request::SecretDelete { name, force },
+        SecretCmd::Delete(a) => Request::SecretDelete(a),
     };
     submit(cfg, req, as_json)
 }
@@ -571,25 +406,14 @@ fn network_policy(cfg: &std::path::Path, c: NetworkPolicyCmd, as_json: bool) -> 
             }
             return Ok(());
         }
-        NetworkPolicyCmd::Create { name, fields } => Request::NetworkPolicyCreate {
-            name,
-            fields: fields.into(),
-        },
-        NetworkPolicyCmd::Update { name, fields } => Request::NetworkPolicyUpdate {
-            name,
-            fields: fields.into(),
-        },
-        NetworkPolicyCmd::Delete { name, force } => Request::NetworkPolicyDelete { name, force },
+        NetworkPolicyCmd::Create(a) => Request::NetworkPolicyCreate(a),
+        NetworkPolicyCmd::Update(a) => Request::NetworkPolicyUpdate(a),
+        NetworkPolicyCmd::Delete(a) => Request::NetworkPolicyDelete(a),
     };
     submit(cfg, req, as_json)
 }
 
 fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<()> {
-    let spec = |v: Vec<BindingSpec>| {
-        v.iter()
-            .map(|b| format!("{}={}:{}", b.env_var, b.mcp_config, b.secret))
-            .collect()
-    };
     let req = match c {
         DevboxCmd::List => {
             let ws = Workspace::load(cfg)?;
@@ -636,27 +460,14 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
             }
             return Ok(());
         }
-        DevboxCmd::Create {
-            name,
-            addresses,
-            network_policy,
-            mcp,
-        } => Request::DevboxCreate {
-            name,
-            addresses,
-            network_policy,
-            mcp: spec(mcp),
-        },
-        DevboxCmd::Bind { name, mcp } => Request::DevboxBind {
-            name,
-            mcp: spec(mcp),
-        },
-        DevboxCmd::Unbind { name, env_var } => Request::DevboxUnbind { name, env_var },
-        DevboxCmd::SetPolicy { name, policy } => Request::DevboxSetPolicy { name, policy },
-        DevboxCmd::Env { name } => Request::DevboxEnv { name },
-        DevboxCmd::Revoke { name, env_var } => Request::DevboxRevoke { name, env_var },
-        DevboxCmd::Rotate { name, env_var } => Request::DevboxRotate { name, env_var },
-        DevboxCmd::Delete { name } => Request::DevboxDelete { name },
+        DevboxCmd::Create(a) => Request::DevboxCreate(a),
+        DevboxCmd::Bind(a) => Request::DevboxBind(a),
+        DevboxCmd::Unbind(a) => Request::DevboxUnbind(a),
+        DevboxCmd::SetPolicy(a) => Request::DevboxSetPolicy(a),
+        DevboxCmd::Env(a) => Request::DevboxEnv(a),
+        DevboxCmd::Revoke(a) => Request::DevboxRevoke(a),
+        DevboxCmd::Rotate(a) => Request::DevboxRotate(a),
+        DevboxCmd::Delete(a) => Request::DevboxDelete(a),
     };
     submit(cfg, req, as_json)
 }

@@ -76,7 +76,10 @@ fn main() -> ExitCode {
     match rt.block_on(cli::dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(c) = config_error(&e) {
+            if let Some(ManageError::BadInput(m)) = e.downcast_ref::<ManageError>() {
+                eprintln!("error: {m}");
+                ExitCode::from(EX_USAGE)
+            } else if let Some(c) = config_error(&e) {
                 eprintln!("error: {c}");
                 for i in c.issues() {
                     eprintln!("  {i}");

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use toml_edit::{DocumentMut, value};
 
-use crate::ops::edit::{self, BindingSpec, Workspace};
+use crate::ops::edit::devbox::{self, BindingSpec};
+use crate::ops::edit::{self, Workspace, secret};
 use crate::state::fsutil;
 use crate::state::secrets::Secrets;
 
@@ -182,23 +183,33 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
     let config_file = write_config(dir, gateway, upstream)?;
     let mut ws = Workspace::load(&config_file)?;
     let _lock = edit::lock(ws.paths())?;
-    edit::secret_create(
-        &mut ws,
-        "GITHUB_MCP_TOKEN",
-        SecretString::from(secret),
-        true,
-    )?;
+    secret::Create {
+        name: "GITHUB_MCP_TOKEN".into(),
+        replace: true,
+        value: secret::Value(secret),
+    }
+    .apply(&mut ws)?;
     if ws.devboxes.get(DEMO_DEVBOX).is_none() {
         let b = BindingSpec {
             env_var: "GITHUB_MCP_SECRET".into(),
             mcp_config: "github".into(),
             secret: "GITHUB_MCP_TOKEN".into(),
         };
-        edit::devbox_create(&mut ws, DEMO_DEVBOX, Vec::new(), None, vec![b])?;
+        devbox::Create {
+            name: DEMO_DEVBOX.into(),
+            addresses: Vec::new(),
+            network_policy: None,
+            mcp: vec![b],
+        }
+        .apply(&mut ws)?;
     } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {
-        edit::devbox_rotate(&mut ws, DEMO_DEVBOX, "GITHUB_MCP_SECRET")?;
+        devbox::Binding {
+            name: DEMO_DEVBOX.into(),
+            env_var: "GITHUB_MCP_SECRET".into(),
+        }
+        .rotate(&mut ws)?;
     }
-    let env = edit::devbox_env(&ws, DEMO_DEVBOX)?;
+    let env = devbox::env(&ws, DEMO_DEVBOX)?;
     let ca_file = crate::tls::ca::cert_path(&ws.paths().ca_dir);
     Ok(DemoSetup {
         config_file,

@@ -7,90 +7,64 @@
 //! service's group is who may administer it, without read access to the key or secrets files.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use crate::ops::edit::{self, BindingSpec, ManageError, NewMcpConfig, Workspace};
+use crate::ops::edit::{
+    self, Done, ManageError, Workspace, devbox, mcp_config, network_policy, secret,
+};
 use crate::runtime::{Live, Snapshot};
 
 /// Largest request line accepted on the socket.
 const MAX_REQUEST: usize = 1 << 20;
 
-/// A mutating operation (and `devbox env`, which needs the key only the service can read).
+/// A mutating operation (and `devbox env`, which needs the key only the service can read). Each payload
+/// is the operation's own argument struct, the one the CLI parses and the edit applies.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "op",
+    content = "args",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Request {
     /// `devbox create`.
-    DevboxCreate {
-        name: String,
-        addresses: Vec<IpAddr>,
-        network_policy: Option<String>,
-        mcp: Vec<String>,
-    },
+    DevboxCreate(devbox::Create),
     /// `devbox bind`.
-    DevboxBind { name: String, mcp: Vec<String> },
+    DevboxBind(devbox::Bind),
     /// `devbox unbind`.
-    DevboxUnbind { name: String, env_var: String },
+    DevboxUnbind(devbox::Binding),
     /// `devbox set-policy`.
-    DevboxSetPolicy {
-        name: String,
-        policy: Option<String>,
-    },
+    DevboxSetPolicy(devbox::SetPolicy),
     /// `devbox revoke`.
-    DevboxRevoke {
-        name: String,
-        env_var: Option<String>,
-    },
+    DevboxRevoke(devbox::Revoke),
     /// `devbox rotate`.
-    DevboxRotate { name: String, env_var: String },
+    DevboxRotate(devbox::Binding),
     /// `devbox delete`.
-    DevboxDelete { name: String },
+    DevboxDelete(devbox::Named),
     /// `devbox env`.
-    DevboxEnv { name: String },
+    DevboxEnv(devbox::Named),
     /// `secret create` (the value travels only over the local socket).
-    SecretCreate {
-        name: String,
-        value: String,
-        replace: bool,
-    },
+    SecretCreate(secret::Create),
     /// `secret delete`.
-    SecretDelete { name: String, force: bool },
+    SecretDelete(edit::Delete),
     /// `mcp-config create`.
-    McpConfigCreate {
-        name: String,
-        endpoint: String,
-        allowed_tools: Vec<String>,
-        description: Option<String>,
-        credential: Option<(String, String)>,
-    },
+    McpConfigCreate(mcp_config::Create),
     /// `mcp-config update`.
-    McpConfigUpdate {
-        name: String,
-        allowed_tools: Option<Vec<String>>,
-        description: Option<String>,
-        endpoint: Option<String>,
-    },
+    McpConfigUpdate(mcp_config::Update),
     /// `mcp-config delete`.
-    McpConfigDelete { name: String, force: bool },
+    McpConfigDelete(edit::Delete),
     /// `network-policy create`.
-    NetworkPolicyCreate {
-        name: String,
-        fields: edit::PolicyFields,
-    },
+    NetworkPolicyCreate(network_policy::Create),
     /// `network-policy update`.
-    NetworkPolicyUpdate {
-        name: String,
-        fields: edit::PolicyFields,
-    },
+    NetworkPolicyUpdate(network_policy::Update),
     /// `network-policy delete`.
-    NetworkPolicyDelete { name: String, force: bool },
+    NetworkPolicyDelete(edit::Delete),
     /// `status`: what the running service serves (answered from its live state).
     Status,
 }
@@ -103,6 +77,8 @@ pub enum Outcome {
     Ok,
     /// The result would be an invalid configuration (exit 78).
     Invalid,
+    /// A malformed argument (exit 64).
+    BadInput,
     /// Unknown object, conflict or I/O (exit 1).
     Failed,
 }
@@ -120,12 +96,12 @@ pub struct Reply {
     pub issues: Vec<crate::config::ConfigIssue>,
 }
 
-impl Reply {
-    fn ok(message: impl Into<String>, env: Vec<(String, String)>) -> Self {
+impl From<Done> for Reply {
+    fn from(d: Done) -> Self {
         Self {
             outcome: Outcome::Ok,
-            message: message.into(),
-            env,
+            message: d.message,
+            env: d.env,
             issues: Vec::new(),
         }
     }
@@ -133,159 +109,57 @@ impl Reply {
 
 impl From<ManageError> for Reply {
     fn from(e: ManageError) -> Self {
-        match &e {
-            ManageError::Invalid(c) => Self {
-                outcome: Outcome::Invalid,
-                message: e.to_string(),
-                env: Vec::new(),
-                issues: c.issues().to_vec(),
-            },
-            _ => Self {
-                outcome: Outcome::Failed,
-                message: e.to_string(),
-                env: Vec::new(),
-                issues: Vec::new(),
-            },
+        let (outcome, issues) = match &e {
+            ManageError::Invalid(c) => (Outcome::Invalid, c.issues().to_vec()),
+            ManageError::BadInput(_) => (Outcome::BadInput, Vec::new()),
+            _ => (Outcome::Failed, Vec::new()),
+        };
+        Self {
+            outcome,
+            message: e.to_string(),
+            env: Vec::new(),
+            issues,
         }
     }
-}
-
-fn specs(v: &[String]) -> Result<Vec<BindingSpec>, ManageError> {
-    v.iter()
-        .map(|s| {
-            s.parse::<BindingSpec>()
-                .map_err(|m| ManageError::Conflict(format!("{s:?}: {m}")))
-        })
-        .collect()
 }
 
 /// Apply a request to the files (under the edit lock). The one implementation behind CLI and socket.
 pub fn apply(config_file: &Path, req: Request) -> Reply {
     match apply_inner(config_file, req) {
-        Ok(r) => r,
+        Ok(r) => r.into(),
         Err(e) => e.into(),
     }
 }
 
-fn apply_inner(config_file: &Path, req: Request) -> Result<Reply, ManageError> {
+fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
     let mut ws = Workspace::load(config_file)?;
     let _lock = edit::lock(ws.paths())?;
-    let env_of = |ws: &Workspace, name: &str| edit::devbox_env(ws, name);
-    Ok(match req {
-        Request::DevboxCreate {
-            name,
-            addresses,
-            network_policy,
-            mcp,
-        } => {
-            edit::devbox_create(&mut ws, &name, addresses, network_policy, specs(&mcp)?)?;
-            Reply::ok(format!("created devbox {name}"), env_of(&ws, &name)?)
-        }
-        Request::DevboxBind { name, mcp } => {
-            edit::devbox_bind(&mut ws, &name, specs(&mcp)?)?;
-            Reply::ok(format!("bound to devbox {name}"), env_of(&ws, &name)?)
-        }
-        Request::DevboxUnbind { name, env_var } => {
-            edit::devbox_unbind(&mut ws, &name, &env_var)?;
-            Reply::ok(format!("removed {name}/{env_var}"), Vec::new())
-        }
-        Request::DevboxSetPolicy { name, policy } => {
-            edit::devbox_set_policy(&mut ws, &name, policy.clone())?;
-            Reply::ok(
-                format!(
-                    "devbox {name}: network policy {}",
-                    policy.as_deref().unwrap_or("(none: no network)")
-                ),
-                Vec::new(),
-            )
-        }
-        Request::DevboxRevoke { name, env_var } => {
-            let r = edit::devbox_revoke(&mut ws, &name, env_var.as_deref())?;
-            Reply::ok(
-                format!("revoked {} token(s) of {name}: {}", r.len(), r.join(", ")),
-                Vec::new(),
-            )
-        }
-        Request::DevboxRotate { name, env_var } => {
-            edit::devbox_rotate(&mut ws, &name, &env_var)?;
-            let env = env_of(&ws, &name)?
-                .into_iter()
-                .filter(|(k, _)| *k == env_var)
-                .collect();
-            Reply::ok(format!("rotated {name}/{env_var}"), env)
-        }
-        Request::DevboxDelete { name } => {
-            edit::devbox_delete(&mut ws, &name)?;
-            Reply::ok(format!("deleted devbox {name}"), Vec::new())
-        }
-        Request::DevboxEnv { name } => Reply::ok(String::new(), env_of(&ws, &name)?),
-        Request::SecretCreate {
-            name,
-            value,
-            replace,
-        } => {
-            edit::secret_create(&mut ws, &name, SecretString::from(value), replace)?;
-            Reply::ok(format!("stored secret {name}"), Vec::new())
-        }
-        Request::SecretDelete { name, force } => {
-            edit::secret_delete(&mut ws, &name, force)?;
-            Reply::ok(format!("deleted secret {name}"), Vec::new())
-        }
-        Request::McpConfigCreate {
-            name,
-            endpoint,
-            allowed_tools,
-            description,
-            credential,
-        } => {
-            let id = edit::mcp_config_create(
-                &mut ws,
-                NewMcpConfig {
-                    name: name.clone(),
-                    endpoint,
-                    allowed_tools,
-                    description,
-                    credential,
-                },
-            )?;
-            Reply::ok(format!("created mcp_config {name} ({id})"), Vec::new())
-        }
-        Request::McpConfigUpdate {
-            name,
-            allowed_tools,
-            description,
-            endpoint,
-        } => {
-            edit::mcp_config_update(&mut ws, &name, allowed_tools, description, endpoint)?;
-            Reply::ok(format!("updated mcp_config {name}"), Vec::new())
-        }
-        Request::McpConfigDelete { name, force } => {
-            edit::mcp_config_delete(&mut ws, &name, force)?;
-            Reply::ok(format!("deleted mcp_config {name}"), Vec::new())
-        }
-        Request::NetworkPolicyCreate { name, fields } => {
-            edit::network_policy_create(&mut ws, &name, fields)?;
-            Reply::ok(format!("created network policy {name}"), Vec::new())
-        }
-        Request::NetworkPolicyUpdate { name, fields } => {
-            edit::network_policy_update(&mut ws, &name, fields)?;
-            Reply::ok(format!("updated network policy {name}"), Vec::new())
-        }
-        Request::NetworkPolicyDelete { name, force } => {
-            edit::network_policy_delete(&mut ws, &name, force)?;
-            Reply::ok(format!("deleted network policy {name}"), Vec::new())
-        }
+    let ws = &mut ws;
+    match req {
+        Request::DevboxCreate(a) => a.apply(ws),
+        Request::DevboxBind(a) => a.apply(ws),
+        Request::DevboxUnbind(a) => a.unbind(ws),
+        Request::DevboxSetPolicy(a) => a.apply(ws),
+        Request::DevboxRevoke(a) => a.apply(ws),
+        Request::DevboxRotate(a) => a.rotate(ws),
+        Request::DevboxDelete(a) => a.delete(ws),
+        Request::DevboxEnv(a) => a.env(ws),
+        Request::SecretCreate(a) => a.apply(ws),
+        Request::SecretDelete(a) => secret::delete(a, ws),
+        Request::McpConfigCreate(a) => a.apply(ws),
+        Request::McpConfigUpdate(a) => a.apply(ws),
+        Request::McpConfigDelete(a) => mcp_config::delete(a, ws),
+        Request::NetworkPolicyCreate(a) => a.apply(ws),
+        Request::NetworkPolicyUpdate(a) => a.apply(ws),
+        Request::NetworkPolicyDelete(a) => network_policy::delete(a, ws),
         Request::Status => {
             let s = Snapshot::load(config_file)?;
-            Reply::ok(
-                format!(
-                    "service: not running (no admin socket answered)\n{}",
-                    summary(&s)
-                ),
-                Vec::new(),
-            )
+            Ok(Done::said(format!(
+                "service: not running (no admin socket answered)\n{}",
+                summary(&s)
+            )))
         }
-    })
+    }
 }
 
 /// One-paragraph summary of a snapshot, for `status`.
@@ -335,21 +209,19 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<Live
             }
             let reply = match serde_json::from_str::<Request>(&line) {
                 Err(e) => Reply {
-                    outcome: Outcome::Failed,
+                    outcome: Outcome::BadInput,
                     message: format!("bad request: {e}"),
                     env: Vec::new(),
                     issues: Vec::new(),
                 },
                 Ok(Request::Status) => {
                     let snap = state.load();
-                    Reply::ok(
-                        format!(
-                            "service: running, mcp-hub {}\n{}",
-                            env!("CARGO_PKG_VERSION"),
-                            summary(&snap)
-                        ),
-                        Vec::new(),
-                    )
+                    Done::said(format!(
+                        "service: running, mcp-hub {}\n{}",
+                        env!("CARGO_PKG_VERSION"),
+                        summary(&snap)
+                    ))
+                    .into()
                 }
                 Ok(req) => {
                     let cf = config_file.clone();
@@ -389,4 +261,33 @@ pub fn call(path: &Path, req: &Request) -> Option<std::io::Result<Reply>> {
         serde_json::from_str(&resp).map_err(std::io::Error::other)
     })();
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_the_cli_arguments_as_they_are() {
+        let req = Request::DevboxBind(devbox::Bind {
+            name: "box".into(),
+            mcp: vec!["G=github:TOKEN".parse().unwrap()],
+        });
+        let line = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"op": "devbox_bind", "args": {"name": "box",
+                "mcp": [{"env_var": "G", "mcp_config": "github", "secret": "TOKEN"}]}})
+        );
+        // Strict both ways: an unknown field is an error, not ignored.
+        let typo = r#"{"op":"devbox_delete","args":{"name":"box","forse":true}}"#;
+        assert!(serde_json::from_str::<Request>(typo).is_err());
+        // A secret value never shows in Debug (the socket logs requests' outcomes, not requests).
+        let s = Request::SecretCreate(secret::Create {
+            name: "S".into(),
+            replace: false,
+            value: secret::Value("hunter2".into()),
+        });
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
 }

@@ -92,6 +92,19 @@ fn exit_codes_follow_sysexits() {
     );
     let out = Command::new(BIN).args(init).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "init never replaces a config");
+    // A malformed argument is a usage error, not a conflict.
+    let mut bad_name = Command::new(BIN)
+        .args(["--config", fresh, "secret", "create", "no spaces"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(bad_name.stdin.take());
+    let out = bad_name.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret names must be"), "{err}");
 }
 
 #[test]

@@ -215,13 +215,13 @@ async fn unknown_sources_and_devboxes_without_policy_get_nothing() {
     let (_, resp) = raw(proxy, &connect("localhost:80")).await;
     assert_denied(&resp, "unknown_devbox");
     hub.edit(|ws| {
-        mcp_hub::ops::edit::devbox_create(
-            ws,
-            "bare",
-            vec!["127.0.0.1".parse().unwrap()],
-            None,
-            vec![],
-        )
+        mcp_hub::ops::edit::devbox::Create {
+            name: "bare".into(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            network_policy: None,
+            mcp: vec![],
+        }
+        .apply(ws)
         .unwrap();
     });
     hub.sync();
@@ -326,7 +326,12 @@ async fn the_mcp_gateway_through_the_proxy_is_the_gateway() {
 
     // Without allow_mcp_gateway the gateway is denied like any other host.
     hub.edit(|ws| {
-        mcp_hub::ops::edit::devbox_set_policy(ws, "agent", Some("no-gateway".into())).unwrap();
+        mcp_hub::ops::edit::devbox::SetPolicy {
+            name: "agent".into(),
+            policy: Some("no-gateway".into()),
+        }
+        .apply(ws)
+        .unwrap();
     });
     hub.sync();
     let (_, resp) = raw(proxy, &connect(&format!("127.0.0.1:{}", hub.addr.port()))).await;
@@ -446,11 +451,14 @@ async fn reloads_under_tunnelled_load_fail_no_connection() {
     };
     let (ok, failed) = hub
         .edits_under_load(probe, |ws, i| {
-            let f = mcp_hub::ops::edit::PolicyFields {
+            let fields = mcp_hub::ops::edit::network_policy::Fields {
                 description: Some(format!("edit {i}")),
                 ..Default::default()
             };
-            mcp_hub::ops::edit::network_policy_update(ws, "agents", f).unwrap();
+            let name = "agents".into();
+            mcp_hub::ops::edit::network_policy::Update { name, fields }
+                .apply(ws)
+                .unwrap();
         })
         .await;
     assert!(ok > 20, "the load ran ({ok} tunnels)");
@@ -790,11 +798,14 @@ async fn egress_survives_hostile_origins_and_slow_clients_across_a_reload() {
     let reload = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         hub.edit(|ws| {
-            let f = mcp_hub::ops::edit::PolicyFields {
+            let fields = mcp_hub::ops::edit::network_policy::Fields {
                 description: Some("edited under fire".into()),
                 ..Default::default()
             };
-            mcp_hub::ops::edit::network_policy_update(ws, "agents", f).unwrap();
+            let name = "agents".into();
+            mcp_hub::ops::edit::network_policy::Update { name, fields }
+                .apply(ws)
+                .unwrap();
         });
         hub.sync();
         served().await

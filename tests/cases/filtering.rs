@@ -247,16 +247,15 @@ async fn custom_credential_placement() {
     let up = Upstream::start(&["linear.list"], "lin_api_key_42").await;
     let hub = Hub::start(&[]).await;
     hub.edit(|ws| {
-        mcp_hub::ops::edit::mcp_config_create(
-            ws,
-            mcp_hub::ops::edit::NewMcpConfig {
-                name: "linear".into(),
-                endpoint: up.url(),
-                allowed_tools: vec!["*".into()],
-                description: None,
-                credential: Some(("Authorization".into(), "{secret}".into())),
-            },
-        )
+        mcp_hub::ops::edit::mcp_config::Create {
+            name: "linear".into(),
+            endpoint: up.url(),
+            allowed_tools: vec!["*".into()],
+            description: None,
+            credential_header: Some("Authorization".into()),
+            credential_value: Some("{secret}".into()),
+        }
+        .apply(ws)
         .unwrap();
     });
     hub.sync();

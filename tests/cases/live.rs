@@ -3,16 +3,45 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use mcp_hub::ops::edit;
+use mcp_hub::ops::edit::{self, Workspace, devbox, mcp_config};
 use serde_json::json;
 
 use crate::support::client::Client;
 use crate::support::{Hub, Upstream};
 
+/// `mcp-config update NAME [--allowed-tools T] [--description D]`.
+fn update(
+    ws: &mut Workspace,
+    name: &str,
+    allowed_tools: Option<Vec<String>>,
+    description: Option<String>,
+) -> Result<edit::Done, edit::ManageError> {
+    let name = name.into();
+    let endpoint = None;
+    mcp_config::Update {
+        name,
+        allowed_tools,
+        description,
+        endpoint,
+    }
+    .apply(ws)
+}
+
+/// `devbox revoke box ENV`.
+fn revoke(ws: &mut Workspace, env_var: &str) {
+    let env_var = Some(env_var.into());
+    devbox::Revoke {
+        name: "box".into(),
+        env_var,
+    }
+    .apply(ws)
+    .unwrap();
+}
+
 /// Revoke devbox `box`'s binding `var` and wait until `token` is refused; fails if that takes a second.
 async fn revoke_within_a_second(hub: &Hub, c: &Client, var: &str, token: &str) {
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
-    hub.edit(|ws| edit::devbox_revoke(ws, "box", Some(var)).unwrap());
+    hub.edit(|ws| revoke(ws, var));
     let took =
         Hub::eventually(|| async { c.post(token, &ping).await.status == StatusCode::UNAUTHORIZED })
             .await;
@@ -35,8 +64,12 @@ async fn revocation_rotation_and_new_tokens_apply_within_a_second() {
 
     // Rotate TWO: the old token dies, the new one works.
     let new_two = hub.edit(|ws| {
-        edit::devbox_rotate(ws, "box", "TWO").unwrap();
-        edit::devbox_env(ws, "box")
+        let two = devbox::Binding {
+            name: "box".into(),
+            env_var: "TWO".into(),
+        };
+        two.rotate(ws).unwrap();
+        devbox::env(ws, "box")
             .unwrap()
             .into_iter()
             .find(|(k, _)| k == "TWO")
@@ -106,15 +139,13 @@ async fn config_edits_apply_live_and_invalid_edits_are_refused() {
     let c = hub.client();
     assert_eq!(c.list_all(&t).await, ["github.get_issue"]);
     hub.edit(|ws| {
-        edit::mcp_config_update(ws, "github", Some(vec!["github.*".into()]), None, None).unwrap();
+        update(ws, "github", Some(vec!["github.*".into()]), None).unwrap();
     });
     let took = Hub::eventually(|| async { c.list_all(&t).await.len() == 2 }).await;
     assert!(took < Duration::from_secs(1), "edit took {took:?}");
 
     // The CLI layer refuses to write an invalid config...
-    let e = hub.edit(|ws| {
-        edit::mcp_config_update(ws, "github", Some(vec!["bad[".into()]), None, None).unwrap_err()
-    });
+    let e = hub.edit(|ws| update(ws, "github", Some(vec!["bad[".into()]), None).unwrap_err());
     assert!(e.to_string().contains("invalid configuration"), "{e}");
     // ...and a hand edit that breaks the file leaves the old config serving.
     let good = std::fs::read_to_string(&hub.config_file).unwrap();
@@ -128,9 +159,13 @@ async fn config_edits_apply_live_and_invalid_edits_are_refused() {
     // Deleting a config in use is refused without --force; the comments in hub.toml survive edits.
     std::fs::write(&hub.config_file, format!("# operator comment\n{good}")).unwrap();
     hub.edit(|ws| {
-        let e = edit::mcp_config_delete(ws, "github", false).unwrap_err();
+        let d = edit::Delete {
+            name: "github".into(),
+            force: false,
+        };
+        let e = mcp_config::delete(d, ws).unwrap_err();
         assert!(e.to_string().contains("box/G"), "{e}");
-        edit::mcp_config_update(ws, "github", None, Some("described".into()), None).unwrap();
+        update(ws, "github", None, Some("described".into())).unwrap();
     });
     let text = std::fs::read_to_string(&hub.config_file).unwrap();
     assert!(text.starts_with("# operator comment\n"), "{text}");
@@ -159,7 +194,7 @@ async fn revoking_a_token_ends_its_open_streams() {
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
     let revoked_at = std::time::Instant::now();
-    hub.edit(|ws| edit::devbox_revoke(ws, "box", Some("ONE")).unwrap());
+    hub.edit(|ws| revoke(ws, "ONE"));
     // It ends within a second of the revocation, long before the upstream would end it (5 s).
     while let Some(f) = tokio::time::timeout(Duration::from_secs(3), body.frame())
         .await
@@ -192,7 +227,7 @@ async fn reloads_under_load_fail_no_request() {
     };
     let (ok, failed) = hub
         .edits_under_load(probe, |ws, i| {
-            edit::mcp_config_update(ws, "srv", None, Some(format!("edit {i}")), None).unwrap();
+            update(ws, "srv", None, Some(format!("edit {i}"))).unwrap();
         })
         .await;
     assert!(ok > 20, "the load ran ({ok} calls)");

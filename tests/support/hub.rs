@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcp_hub::ops::edit::{self, BindingSpec, NewMcpConfig, Workspace};
-use secrecy::SecretString;
+use mcp_hub::ops::edit::devbox::{self, BindingSpec};
+use mcp_hub::ops::edit::{self, Workspace, mcp_config, secret};
 use tokio::sync::oneshot;
 
 use super::client::Client;
@@ -50,16 +50,15 @@ impl Hub {
             let mut ws = Workspace::load(&config_file).unwrap();
             let _l = edit::lock(ws.paths()).unwrap();
             for (name, endpoint, tools) in configs {
-                edit::mcp_config_create(
-                    &mut ws,
-                    NewMcpConfig {
-                        name: name.to_string(),
-                        endpoint: endpoint.to_string(),
-                        allowed_tools: tools.iter().map(|s| s.to_string()).collect(),
-                        description: None,
-                        credential: None,
-                    },
-                )
+                mcp_config::Create {
+                    name: name.to_string(),
+                    endpoint: endpoint.to_string(),
+                    allowed_tools: tools.iter().map(|s| s.to_string()).collect(),
+                    description: None,
+                    credential_header: None,
+                    credential_value: None,
+                }
+                .apply(&mut ws)
                 .unwrap();
             }
         }
@@ -124,7 +123,13 @@ impl Hub {
     /// Store a secret.
     pub(crate) fn secret(&self, name: &str, value: &str) {
         self.edit(|ws| {
-            edit::secret_create(ws, name, SecretString::from(value.to_string()), true).unwrap()
+            secret::Create {
+                name: name.into(),
+                replace: true,
+                value: secret::Value(value.into()),
+            }
+            .apply(ws)
+            .unwrap()
         });
         self.sync();
     }
@@ -158,18 +163,18 @@ impl Hub {
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
         let env = self.edit(|ws| {
-            edit::devbox_create(
-                ws,
-                name,
-                addresses.iter().map(|a| a.parse().unwrap()).collect(),
-                policy.map(str::to_string),
-                bindings
+            devbox::Create {
+                name: name.into(),
+                addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                network_policy: policy.map(str::to_string),
+                mcp: bindings
                     .iter()
                     .map(|b| b.parse::<BindingSpec>().unwrap())
                     .collect(),
-            )
-            .unwrap();
-            edit::devbox_env(ws, name).unwrap()
+            }
+            .apply(ws)
+            .unwrap()
+            .env
         });
         self.sync();
         env.into_iter().collect()

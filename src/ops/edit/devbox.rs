@@ -1,0 +1,339 @@
+//! `devbox create|bind|unbind|set-policy|revoke|rotate|delete|env`: devboxes, their
+//! `ENV_VAR -> {mcp_config, secret}` bindings, and one token per binding.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Changed, Done, ManageError, Workspace};
+use crate::config::ConfigError;
+use crate::state::devboxes::{Devbox, McpBinding};
+use crate::state::{fsutil, load_token_key};
+
+/// One binding: `ENV_VAR=MCP_CONFIG:SECRET` on the command line, an object on the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSpec {
+    /// Env var in the devbox.
+    pub env_var: String,
+    /// MCP config name or id.
+    pub mcp_config: String,
+    /// Secret name.
+    pub secret: String,
+}
+
+impl std::str::FromStr for BindingSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (env, rest) = s
+            .split_once('=')
+            .ok_or("expected ENV_VAR=MCP_CONFIG:SECRET")?;
+        let (cfg, secret) = rest
+            .split_once(':')
+            .ok_or("expected ENV_VAR=MCP_CONFIG:SECRET")?;
+        Ok(Self {
+            env_var: env.into(),
+            mcp_config: cfg.into(),
+            secret: secret.into(),
+        })
+    }
+}
+
+/// Create a devbox with MCP bindings; prints its environment.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    /// Devbox name.
+    pub name: String,
+    /// Source address the host sees the devbox at (repeatable). Tokens are refused from elsewhere.
+    #[arg(long = "address")]
+    pub addresses: Vec<IpAddr>,
+    /// Its network policy (a [[network_policies]] name); without one it has no network at all.
+    #[arg(long)]
+    pub network_policy: Option<String>,
+    /// ENV_VAR=MCP_CONFIG:SECRET, e.g. GITHUB_MCP_SECRET=github:GITHUB_MCP_TOKEN (repeatable).
+    #[arg(long = "mcp")]
+    pub mcp: Vec<BindingSpec>,
+}
+
+/// Add MCP bindings to a devbox.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bind {
+    /// Devbox name.
+    pub name: String,
+    /// ENV_VAR=MCP_CONFIG:SECRET (repeatable).
+    #[arg(long = "mcp", required = true)]
+    pub mcp: Vec<BindingSpec>,
+}
+
+/// One binding of a devbox.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    /// Devbox name.
+    pub name: String,
+    /// Env var of the binding.
+    pub env_var: String,
+}
+
+/// Set (or with no POLICY, clear) a devbox's network policy.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPolicy {
+    /// Devbox name.
+    pub name: String,
+    /// A [[network_policies]] name.
+    pub policy: Option<String>,
+}
+
+/// Revoke a binding's token (or all of the devbox's tokens).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// Devbox name.
+    pub name: String,
+    /// Env var of the binding; omit to revoke all.
+    pub env_var: Option<String>,
+}
+
+/// A devbox by name.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    /// Devbox name.
+    pub name: String,
+}
+
+fn find_mut<'a>(ws: &'a mut Workspace, name: &str) -> Result<&'a mut Devbox, ManageError> {
+    ws.devboxes
+        .list
+        .iter_mut()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))
+}
+
+fn issue(ws: &mut Workspace, name: &str, env_var: &str) -> Result<(), ManageError> {
+    ws.tokens
+        .issue(name, env_var)
+        .map(drop)
+        .map_err(|e| ManageError::Io {
+            context: "issuing token".into(),
+            source: std::io::Error::other(e),
+        })
+}
+
+/// Add `bindings` to devbox `name`, each with a fresh token.
+fn bind(ws: &mut Workspace, name: &str, bindings: Vec<BindingSpec>) -> Result<(), ManageError> {
+    for b in bindings {
+        let d = find_mut(ws, name)?;
+        if d.mcp.contains_key(&b.env_var) {
+            return Err(ManageError::Conflict(format!(
+                "{name}/{} is already bound; use `devbox unbind` first",
+                b.env_var
+            )));
+        }
+        d.mcp.insert(
+            b.env_var.clone(),
+            McpBinding {
+                mcp_config: b.mcp_config,
+                secret: b.secret,
+            },
+        );
+        issue(ws, name, &b.env_var)?;
+    }
+    Ok(())
+}
+
+fn check_binding(ws: &Workspace, name: &str, env_var: &str) -> Result<(), ManageError> {
+    let d = ws
+        .devboxes
+        .get(name)
+        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
+    if !d.mcp.contains_key(env_var) {
+        return Err(ManageError::NotFound(format!(
+            "devbox {name:?} has no binding {env_var:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl Create {
+    /// The devbox, its bindings, and one fresh token per binding; answers with its environment.
+    ///
+    /// # Errors
+    /// Exists, or invalid bindings.
+    pub fn apply(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        let name = self.name;
+        if ws.devboxes.get(&name).is_some() {
+            return Err(ManageError::Conflict(format!(
+                "devbox {name:?} exists; use `devbox bind` to add servers"
+            )));
+        }
+        ws.devboxes.list.push(Devbox {
+            name: name.clone(),
+            addresses: self.addresses,
+            create_time_ms: fsutil::now_ms(),
+            network_policy: self.network_policy,
+            mcp: Default::default(),
+        });
+        bind(ws, &name, self.mcp)?;
+        ws.commit(Changed::DEVBOXES_AND_TOKENS)?;
+        Ok(Done {
+            message: format!("created devbox {name}"),
+            env: env(ws, &name)?,
+        })
+    }
+}
+
+impl Bind {
+    /// Add servers to an existing devbox; answers with its environment.
+    ///
+    /// # Errors
+    /// Unknown devbox or invalid bindings.
+    pub fn apply(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        bind(ws, &self.name, self.mcp)?;
+        ws.commit(Changed::DEVBOXES_AND_TOKENS)?;
+        Ok(Done {
+            message: format!("bound to devbox {}", self.name),
+            env: env(ws, &self.name)?,
+        })
+    }
+}
+
+impl Binding {
+    /// `devbox unbind`: remove the binding and its token.
+    ///
+    /// # Errors
+    /// Unknown devbox or binding.
+    pub fn unbind(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        let Self { name, env_var } = self;
+        if find_mut(ws, &name)?.mcp.remove(&env_var).is_none() {
+            return Err(ManageError::NotFound(format!(
+                "devbox {name:?} has no binding {env_var:?}"
+            )));
+        }
+        ws.tokens.revoke(&name, &env_var);
+        ws.commit(Changed::DEVBOXES_AND_TOKENS)?;
+        Ok(Done::said(format!("removed {name}/{env_var}")))
+    }
+
+    /// `devbox rotate`: a new token for the binding; the old one stops working. Answers with the
+    /// binding's new line.
+    ///
+    /// # Errors
+    /// Unknown devbox or binding.
+    pub fn rotate(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        let Self { name, env_var } = self;
+        check_binding(ws, &name, &env_var)?;
+        issue(ws, &name, &env_var)?;
+        ws.commit(Changed::TOKENS)?;
+        Ok(Done {
+            message: format!("rotated {name}/{env_var}"),
+            env: env(ws, &name)?
+                .into_iter()
+                .filter(|(k, _)| *k == env_var)
+                .collect(),
+        })
+    }
+}
+
+impl SetPolicy {
+    /// Name the devbox's network policy (`None`: no network at all).
+    ///
+    /// # Errors
+    /// Unknown devbox or policy.
+    pub fn apply(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        find_mut(ws, &self.name)?.network_policy = self.policy.clone();
+        ws.commit(Changed::DEVBOXES)?;
+        Ok(Done::said(format!(
+            "devbox {}: network policy {}",
+            self.name,
+            self.policy.as_deref().unwrap_or("(none: no network)")
+        )))
+    }
+}
+
+impl Revoke {
+    /// The binding stays, its token stops working; without an env var, every binding's.
+    ///
+    /// # Errors
+    /// Unknown devbox or binding.
+    pub fn apply(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        let name = self.name;
+        let envs: Vec<String> = match self.env_var {
+            Some(e) => {
+                check_binding(ws, &name, &e)?;
+                vec![e]
+            }
+            None => ws
+                .devboxes
+                .get(&name)
+                .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?
+                .mcp
+                .keys()
+                .cloned()
+                .collect(),
+        };
+        let revoked: Vec<String> = envs
+            .into_iter()
+            .filter(|e| ws.tokens.revoke(&name, e))
+            .collect();
+        ws.commit(Changed::TOKENS)?;
+        Ok(Done::said(format!(
+            "revoked {} token(s) of {name}: {}",
+            revoked.len(),
+            revoked.join(", ")
+        )))
+    }
+}
+
+impl Named {
+    /// `devbox delete`: the devbox, its bindings and tokens.
+    ///
+    /// # Errors
+    /// Unknown devbox.
+    pub fn delete(self, ws: &mut Workspace) -> Result<Done, ManageError> {
+        let name = self.name;
+        let before = ws.devboxes.list.len();
+        ws.devboxes.list.retain(|d| d.name != name);
+        if ws.devboxes.list.len() == before {
+            return Err(ManageError::NotFound(format!("no devbox named {name:?}")));
+        }
+        ws.tokens.tokens.remove(&name);
+        ws.commit(Changed::DEVBOXES_AND_TOKENS)?;
+        Ok(Done::said(format!("deleted devbox {name}")))
+    }
+
+    /// `devbox env`: the devbox's environment.
+    ///
+    /// # Errors
+    /// Unknown devbox or missing token key.
+    pub fn env(self, ws: &Workspace) -> Result<Done, ManageError> {
+        Ok(Done {
+            message: String::new(),
+            env: env(ws, &self.name)?,
+        })
+    }
+}
+
+/// `RL_MCP_URL` and one `ENV_VAR=token` per binding with a live token.
+///
+/// # Errors
+/// Unknown devbox or missing token key.
+pub fn env(ws: &Workspace, name: &str) -> Result<Vec<(String, String)>, ManageError> {
+    let d = ws
+        .devboxes
+        .get(name)
+        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
+    let key = load_token_key(&ws.config.paths.token_key_file)
+        .map_err(|e| ConfigError::Invalid(vec![e]))?
+        .ok_or_else(|| ManageError::NotFound("no token key yet; create a devbox first".into()))?;
+    let mut out = vec![("RL_MCP_URL".to_string(), ws.config.gateway.url.to_string())];
+    for env in d.mcp.keys() {
+        if let Some(id) = ws.tokens.get(name, env) {
+            out.push((env.clone(), key.token(name, env, &id)));
+        }
+    }
+    Ok(out)
+}
