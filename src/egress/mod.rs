@@ -446,10 +446,10 @@ impl Egress {
             }
             std::future::pending::<()>().await;
         };
-        crate::telemetry::metrics::tunnels(1.0);
+        crate::telemetry::metrics::tunnels(1);
         let (up, down) =
             splice::tunnel(&client, &upstream, snap.config.egress.idle_timeout, stop).await;
-        crate::telemetry::metrics::tunnels(-1.0);
+        crate::telemetry::metrics::tunnels(-1);
         if withdrawn.load(std::sync::atomic::Ordering::Relaxed) {
             ctx.outcome = Outcome::PolicyWithdrawn;
         }

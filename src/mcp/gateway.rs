@@ -380,7 +380,7 @@ impl Gateway {
         {
             Err(e) => Ok(upstream_failure(&ctx, &local, &e, server)),
             Ok(resp) => {
-                crate::telemetry::metrics::upstream_latency(server, ctx.started.elapsed());
+                binding.metrics.upstream_latency(ctx.started.elapsed());
                 let rc = RelayCtx {
                     binding: ctx.binding.clone(),
                     session_key: *ctx.snap.session_key(),

@@ -284,9 +284,9 @@ pub async fn serve(
                     return;
                 }
             };
-            crate::telemetry::metrics::gateway_connections(1.0);
+            crate::telemetry::metrics::gateway_connections(1);
             let result = BUILDERS.serve(tls, peer, gateway, stop).await;
-            crate::telemetry::metrics::gateway_connections(-1.0);
+            crate::telemetry::metrics::gateway_connections(-1);
             if let Err(e) = result {
                 tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
             }

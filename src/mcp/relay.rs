@@ -142,14 +142,14 @@ impl CallTracker {
         }
     }
 
-    fn finish(&mut self, outcome: &str) {
+    fn finish(&mut self, outcome: &'static str) {
         for (_, tool) in std::mem::take(&mut self.pending) {
             self.audit(&tool, outcome);
         }
     }
 
     /// The one audit line of a forwarded call.
-    fn audit(&self, tool: &str, outcome: &str) {
+    fn audit(&self, tool: &str, outcome: &'static str) {
         audit::tool_call(
             &self.who,
             tool,
@@ -499,7 +499,7 @@ pub async fn respond(
         }
         _ => {
             if !status.is_success() {
-                tracker.finish(&format!("http_{}", status.as_u16()));
+                tracker.finish(http_outcome(status));
             }
             bytes
         }
@@ -615,6 +615,16 @@ impl HttpBody for SseRelay {
             }
         }
     }
+}
+
+/// `http_<status>`, the outcome of a call the upstream answered with a non-2xx status: one string per
+/// status code, made once, so audit lines and metric labels borrow it.
+fn http_outcome(status: StatusCode) -> &'static str {
+    static CODES: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| (100..1000).map(|c| format!("http_{c}")).collect());
+    CODES
+        .get(usize::from(status.as_u16()).saturating_sub(100))
+        .map_or("http_other", String::as_str)
 }
 
 #[cfg(test)]

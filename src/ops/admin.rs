@@ -55,7 +55,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
                         "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
                         "/metrics" => reply(
                             StatusCode::OK,
-                            "text/plain; version=0.0.4",
+                            crate::telemetry::metrics::CONTENT_TYPE,
                             crate::telemetry::metrics::render(),
                         ),
                         _ => reply(

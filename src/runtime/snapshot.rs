@@ -15,6 +15,7 @@ use crate::state::load_token_key;
 use crate::state::secrets::Secrets;
 use crate::state::token::{self, TokenId, TokenKey, TokenMac};
 use crate::state::tokens::Tokens;
+use crate::telemetry::metrics::ConfigMetrics;
 
 /// A (devbox, env var) binding with everything needed to serve it.
 pub struct Binding {
@@ -34,6 +35,8 @@ pub struct Binding {
     pub redactor: Redactor,
     /// Id of the current token.
     pub token_id: TokenId,
+    /// The config's metric handles (shared by its bindings).
+    pub metrics: Arc<ConfigMetrics>,
     mac: TokenMac,
 }
 
@@ -158,6 +161,7 @@ impl Snapshot {
         let mut issues = Vec::new();
         let mut bindings = HashMap::default();
         let mut devbox_by_addr = HashMap::new();
+        let mut config_metrics: HashMap<String, Arc<ConfigMetrics>> = HashMap::new();
         for (i, d) in devboxes.list.iter().enumerate() {
             let policy = match &d.network_policy {
                 None => None,
@@ -235,6 +239,10 @@ impl Snapshot {
                         credential,
                         redactor,
                         token_id: id,
+                        metrics: config_metrics
+                            .entry(cfg.name.clone())
+                            .or_insert_with(|| Arc::new(ConfigMetrics::new(&cfg.name)))
+                            .clone(),
                         mac: key.mac(&d.name, env, &id),
                     }),
                 );

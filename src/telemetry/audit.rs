@@ -60,11 +60,13 @@ pub fn tool_call(
     who: &Who,
     tool: &str,
     verdict: Verdict,
-    reason: &str,
-    outcome: &str,
+    reason: &'static str,
+    outcome: &'static str,
     started: Instant,
 ) {
-    crate::telemetry::metrics::tool_call(who.config(), tool, verdict.as_str(), outcome);
+    who.binding
+        .metrics
+        .tool_call(tool, verdict.as_str(), outcome);
     tracing::info!(
         target: TARGET,
         event = "tool_call",
@@ -84,7 +86,7 @@ pub fn tool_call(
 }
 
 /// A request refused before reaching any upstream (authentication, origin, session, malformed input).
-pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &str, status: u16) {
+pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &'static str, status: u16) {
     crate::telemetry::metrics::request_denied(reason);
     tracing::info!(
         target: TARGET,
