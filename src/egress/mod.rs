@@ -279,7 +279,10 @@ impl Egress {
             let me = self.clone();
             let open = open_tx.clone();
             tune_local_link(&tcp);
-            tokio::spawn(async move {
+            // Every line logged for this connection (and the gateway's, when intercepted) carries its
+            // client address; the audit line names it itself, for pipelines that drop spans.
+            let span = tracing::info_span!("accept", client.addr = %peer);
+            let conn = async move {
                 let _permit = permit;
                 let _open = open;
                 let mut ctx = ConnCtx::new(mode, peer);
@@ -288,7 +291,8 @@ impl Egress {
                     Mode::Explicit => me.explicit(&mut ctx, tcp).await,
                 }
                 ctx.emit();
-            });
+            };
+            tokio::spawn(tracing::Instrument::instrument(conn, span));
         }
         drop(listener);
         drop(open_tx);

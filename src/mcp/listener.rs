@@ -21,6 +21,7 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use crate::mcp::gateway::{ConnAuth, Gateway};
 use crate::mcp::respond::{Body, BoxError};
@@ -268,7 +269,9 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
         let (stop, open) = (stop_rx.clone(), open_tx.clone());
-        tokio::spawn(async move {
+        // Every line logged while serving this connection carries its client address.
+        let span = tracing::info_span!("accept", client.addr = %peer);
+        let conn = async move {
             let _permit = permit;
             let _open = open;
             let _counted = counted;
@@ -276,11 +279,11 @@ pub async fn serve(
             {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed");
+                    tracing::debug!(error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(client.addr = %peer, "TLS handshake timed out");
+                    tracing::debug!("TLS handshake timed out");
                     return;
                 }
             };
@@ -288,9 +291,10 @@ pub async fn serve(
             let result = BUILDERS.serve(tls, peer, gateway, stop).await;
             crate::telemetry::metrics::gateway_connections(-1);
             if let Err(e) = result {
-                tracing::debug!(client.addr = %peer, error = %e, "Connection ended with error");
+                tracing::debug!(error = %e, "Connection ended with error");
             }
-        });
+        };
+        tokio::spawn(conn.instrument(span));
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -309,12 +313,11 @@ pub async fn serve_one<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // Never stopped from here (the sender is dropped at once): egress does not drain, so an
-    // intercepted connection ends when its client closes it, when the idle watchdog does, or with the
-    // process.
+    // Never stopped from here (the sender is dropped at once): on shutdown the egress listener's drain
+    // waits for it like for its other connections, up to the grace period, and then the process exits.
     let (_, stop) = watch::channel(false);
     if let Err(e) = BUILDERS.serve(tls, peer, gateway, stop).await {
-        tracing::debug!(client.addr = %peer, error = %e, "Intercepted connection ended with error");
+        tracing::debug!(error = %e, "Intercepted connection ended with error");
     }
 }
 
