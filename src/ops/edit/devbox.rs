@@ -48,7 +48,7 @@ pub struct Create {
     /// Source address the host sees the devbox at (repeatable). Tokens are refused from elsewhere.
     #[arg(long = "address")]
     pub addresses: Vec<IpAddr>,
-    /// Its network policy (a [[network_policies]] name); without one it has no network at all.
+    /// Its network policy (a `[[network_policies]]` name); without one it has no network at all.
     #[arg(long)]
     pub network_policy: Option<String>,
     /// ENV_VAR=MCP_CONFIG:SECRET, e.g. GITHUB_MCP_SECRET=github:GITHUB_MCP_TOKEN (repeatable).
@@ -83,7 +83,7 @@ pub struct Binding {
 pub struct SetPolicy {
     /// Devbox name.
     pub name: String,
-    /// A [[network_policies]] name.
+    /// A `[[network_policies]]` name.
     pub policy: Option<String>,
 }
 
