@@ -48,6 +48,16 @@ pub enum Mode {
     Explicit,
 }
 
+impl Mode {
+    /// `transparent` or `explicit`, in audit lines and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transparent => "transparent",
+            Self::Explicit => "explicit",
+        }
+    }
+}
+
 /// The proxy's shared state.
 pub struct Egress {
     state: Arc<Live>,
@@ -176,10 +186,7 @@ impl ConnCtx {
 
     fn emit(&self) {
         crate::telemetry::metrics::connection(
-            match self.mode {
-                Mode::Transparent => "transparent",
-                Mode::Explicit => "explicit",
-            },
+            self.mode.as_str(),
             self.outcome.verdict(),
             self.outcome.reason(),
         );
@@ -189,7 +196,7 @@ impl ConnCtx {
         tracing::info!(
             target: crate::telemetry::audit::TARGET,
             event = "connection",
-            mode = match self.mode { Mode::Transparent => "transparent", Mode::Explicit => "explicit" },
+            mode = self.mode.as_str(),
             client.addr = %self.source,
             devbox = devbox.unwrap_or(""),
             policy = policy.unwrap_or(""),

@@ -208,12 +208,7 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<Live
                 return;
             }
             let reply = match serde_json::from_str::<Request>(&line) {
-                Err(e) => Reply {
-                    outcome: Outcome::BadInput,
-                    message: format!("bad request: {e}"),
-                    env: Vec::new(),
-                    issues: Vec::new(),
-                },
+                Err(e) => ManageError::BadInput(format!("bad request: {e}")).into(),
                 Ok(Request::Status) => {
                     let snap = state.load();
                     Done::said(format!(

@@ -105,16 +105,22 @@ pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &'static str, status:
 /// Milliseconds since `started`, to the microsecond: `0.178`, not `0.17797200000000002` (a float's
 /// shortest round-trip form of a whole number of microseconds over 1000 has at most three decimals).
 pub fn millis(started: Instant) -> f64 {
-    started.elapsed().as_micros() as f64 / 1000.0
+    in_millis(started.elapsed())
+}
+
+fn in_millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn milliseconds_have_at_most_three_decimals() {
+        // The figure the issue saw printed as 0.17797200000000002.
+        let seen = super::in_millis(std::time::Duration::from_nanos(177_972));
+        assert_eq!(seen.to_string(), "0.177");
         for us in [0u64, 1, 178, 17_797, 123_456_789, 999_999] {
-            let ms = us as f64 / 1000.0;
-            let text = ms.to_string();
+            let text = super::in_millis(std::time::Duration::from_micros(us)).to_string();
             let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
             assert!(decimals <= 3, "{us} us printed as {text}");
         }

@@ -99,9 +99,8 @@ fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metri
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let mut registry = Registry::with_prefix("mcp_hub");
-    let m = Metrics {
-        registry: Registry::default(),
+    let mut m = Metrics {
+        registry: Registry::with_prefix("mcp_hub"),
         tool_calls: Family::default(),
         gateway_denials: Family::default(),
         token_failures: Family::default(),
@@ -113,60 +112,60 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         active_gateway_connections: Gauge::default(),
     };
     add(
-        &mut registry,
+        &mut m.registry,
         "tool_calls",
         "Tool calls by MCP config, tool (allowed calls only), verdict and outcome",
         &m.tool_calls,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "gateway_denials",
         "Gateway requests refused by the hub, by reason",
         &m.gateway_denials,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "token_failures",
         "Refused bearer tokens, by reason",
         &m.token_failures,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "upstream_latency_seconds",
         "Time to upstream MCP response headers",
         &m.upstream_latency,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "egress_connections",
         "Egress connections by listener, verdict and reason",
         &m.egress_connections,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "dns_queries",
         "DNS queries by verdict and reason",
         &m.dns_queries,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "reloads",
         "Configuration reloads by result",
         &m.reloads,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "active_tunnels",
         "Egress tunnels currently open",
         &m.active_tunnels,
     );
     add(
-        &mut registry,
+        &mut m.registry,
         "active_gateway_connections",
         "Client connections to the MCP gateway currently open",
         &m.active_gateway_connections,
     );
-    Metrics { registry, ..m }
+    m
 });
 
 /// One MCP config's handles, resolved when the snapshot is built and shared by its bindings; a

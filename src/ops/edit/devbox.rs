@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Changed, Done, ManageError, Workspace};
 use crate::config::ConfigError;
-use crate::state::devboxes::{Devbox, McpBinding};
+use crate::state::devboxes::{Devbox, Devboxes, McpBinding};
+use crate::state::tokens::Tokens;
 use crate::state::{fsutil, load_token_key};
 
 /// One binding: `ENV_VAR=MCP_CONFIG:SECRET` on the command line, an object on the admin socket.
@@ -105,16 +106,24 @@ pub struct Named {
     pub name: String,
 }
 
-fn find_mut<'a>(ws: &'a mut Workspace, name: &str) -> Result<&'a mut Devbox, ManageError> {
-    ws.devboxes
+fn no_devbox(name: &str) -> ManageError {
+    ManageError::NotFound(format!("no devbox named {name:?}"))
+}
+
+fn find<'a>(ws: &'a Workspace, name: &str) -> Result<&'a Devbox, ManageError> {
+    ws.devboxes.get(name).ok_or_else(|| no_devbox(name))
+}
+
+fn find_mut<'a>(devboxes: &'a mut Devboxes, name: &str) -> Result<&'a mut Devbox, ManageError> {
+    devboxes
         .list
         .iter_mut()
         .find(|d| d.name == name)
-        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))
+        .ok_or_else(|| no_devbox(name))
 }
 
-fn issue(ws: &mut Workspace, name: &str, env_var: &str) -> Result<(), ManageError> {
-    ws.tokens
+fn issue(tokens: &mut Tokens, name: &str, env_var: &str) -> Result<(), ManageError> {
+    tokens
         .issue(name, env_var)
         .map(drop)
         .map_err(|e| ManageError::Io {
@@ -125,8 +134,8 @@ fn issue(ws: &mut Workspace, name: &str, env_var: &str) -> Result<(), ManageErro
 
 /// Add `bindings` to devbox `name`, each with a fresh token.
 fn bind(ws: &mut Workspace, name: &str, bindings: Vec<BindingSpec>) -> Result<(), ManageError> {
+    let d = find_mut(&mut ws.devboxes, name)?;
     for b in bindings {
-        let d = find_mut(ws, name)?;
         if d.mcp.contains_key(&b.env_var) {
             return Err(ManageError::Conflict(format!(
                 "{name}/{} is already bound; use `devbox unbind` first",
@@ -140,17 +149,13 @@ fn bind(ws: &mut Workspace, name: &str, bindings: Vec<BindingSpec>) -> Result<()
                 secret: b.secret,
             },
         );
-        issue(ws, name, &b.env_var)?;
+        issue(&mut ws.tokens, name, &b.env_var)?;
     }
     Ok(())
 }
 
 fn check_binding(ws: &Workspace, name: &str, env_var: &str) -> Result<(), ManageError> {
-    let d = ws
-        .devboxes
-        .get(name)
-        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
-    if !d.mcp.contains_key(env_var) {
+    if !find(ws, name)?.mcp.contains_key(env_var) {
         return Err(ManageError::NotFound(format!(
             "devbox {name:?} has no binding {env_var:?}"
         )));
@@ -208,7 +213,11 @@ impl Binding {
     /// Unknown devbox or binding.
     pub fn unbind(self, ws: &mut Workspace) -> Result<Done, ManageError> {
         let Self { name, env_var } = self;
-        if find_mut(ws, &name)?.mcp.remove(&env_var).is_none() {
+        if find_mut(&mut ws.devboxes, &name)?
+            .mcp
+            .remove(&env_var)
+            .is_none()
+        {
             return Err(ManageError::NotFound(format!(
                 "devbox {name:?} has no binding {env_var:?}"
             )));
@@ -226,7 +235,7 @@ impl Binding {
     pub fn rotate(self, ws: &mut Workspace) -> Result<Done, ManageError> {
         let Self { name, env_var } = self;
         check_binding(ws, &name, &env_var)?;
-        issue(ws, &name, &env_var)?;
+        issue(&mut ws.tokens, &name, &env_var)?;
         ws.commit(Changed::TOKENS)?;
         Ok(Done {
             message: format!("rotated {name}/{env_var}"),
@@ -244,7 +253,7 @@ impl SetPolicy {
     /// # Errors
     /// Unknown devbox or policy.
     pub fn apply(self, ws: &mut Workspace) -> Result<Done, ManageError> {
-        find_mut(ws, &self.name)?.network_policy = self.policy.clone();
+        find_mut(&mut ws.devboxes, &self.name)?.network_policy = self.policy.clone();
         ws.commit(Changed::DEVBOXES)?;
         Ok(Done::said(format!(
             "devbox {}: network policy {}",
@@ -266,14 +275,7 @@ impl Revoke {
                 check_binding(ws, &name, &e)?;
                 vec![e]
             }
-            None => ws
-                .devboxes
-                .get(&name)
-                .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?
-                .mcp
-                .keys()
-                .cloned()
-                .collect(),
+            None => find(ws, &name)?.mcp.keys().cloned().collect(),
         };
         let revoked: Vec<String> = envs
             .into_iter()
@@ -298,7 +300,7 @@ impl Named {
         let before = ws.devboxes.list.len();
         ws.devboxes.list.retain(|d| d.name != name);
         if ws.devboxes.list.len() == before {
-            return Err(ManageError::NotFound(format!("no devbox named {name:?}")));
+            return Err(no_devbox(&name));
         }
         ws.tokens.tokens.remove(&name);
         ws.commit(Changed::DEVBOXES_AND_TOKENS)?;
@@ -322,10 +324,7 @@ impl Named {
 /// # Errors
 /// Unknown devbox or missing token key.
 pub fn env(ws: &Workspace, name: &str) -> Result<Vec<(String, String)>, ManageError> {
-    let d = ws
-        .devboxes
-        .get(name)
-        .ok_or_else(|| ManageError::NotFound(format!("no devbox named {name:?}")))?;
+    let d = find(ws, name)?;
     let key = load_token_key(&ws.config.paths.token_key_file)
         .map_err(|e| ConfigError::Invalid(vec![e]))?
         .ok_or_else(|| ManageError::NotFound("no token key yet; create a devbox first".into()))?;
