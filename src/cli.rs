@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use mcp_hub::config::ConfigError;
-use mcp_hub::ops::edit::{self, Workspace, devbox, mcp_config, network_policy, secret};
+use mcp_hub::ops::edit::{
+    self, Workspace, devbox, gateway_config, mcp_config, network_policy, secret,
+};
 use mcp_hub::ops::socket::{self, Outcome, Request};
 use mcp_hub::ops::start;
 use mcp_hub::runtime::Snapshot;
@@ -73,10 +75,13 @@ pub(crate) enum Command {
     /// Upstream MCP server definitions.
     #[command(subcommand, name = "mcp-config")]
     McpConfig(McpConfigCmd),
+    /// REST APIs behind the agent gateway (`[[gateway_configs]]`; `anthropic` and `openai` are built in).
+    #[command(subcommand, name = "gateway-config")]
+    GatewayConfig(GatewayConfigCmd),
     /// Secrets kept on the host (values are read from stdin, never printed).
     #[command(subcommand)]
     Secret(SecretCmd),
-    /// Devboxes, their MCP bindings and tokens.
+    /// Devboxes, their MCP and agent-gateway bindings and tokens.
     #[command(subcommand)]
     Devbox(DevboxCmd),
     /// Network policies devboxes name (`[[network_policies]]` in hub.toml).
@@ -124,6 +129,23 @@ pub(crate) enum McpConfigCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum GatewayConfigCmd {
+    /// Define a REST API behind the agent gateway.
+    Create(gateway_config::Create),
+    /// List configs (the system configs first).
+    List,
+    /// Show one config.
+    Get {
+        /// Name or id.
+        name: String,
+    },
+    /// Change a config's fields (system configs cannot be changed).
+    Update(gateway_config::Update),
+    /// Delete a config (refused while a devbox uses it, unless --force).
+    Delete(edit::Delete),
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum SecretCmd {
     /// Store a secret; the value is read from stdin.
     Create(secret::Create),
@@ -135,17 +157,19 @@ pub(crate) enum SecretCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DevboxCmd {
-    /// Create a devbox with MCP bindings; prints its environment.
+    /// Create a devbox with MCP and agent-gateway bindings; prints its environment.
     Create(devbox::Create),
     /// Set (or with no POLICY, clear) a devbox's network policy.
     SetPolicy(devbox::SetPolicy),
-    /// Add MCP bindings to a devbox.
+    /// Add MCP or agent-gateway bindings to a devbox.
     Bind(devbox::Bind),
+    /// Set or lift an agent-gateway binding's limits.
+    Limit(devbox::Limit),
     /// Remove one binding and its token.
     Unbind(devbox::Binding),
     /// List devboxes and their bindings.
     List,
-    /// Print RL_MCP_URL and one line per server token, for the devbox environment.
+    /// Print RL_MCP_URL, one line per MCP token, and ENV_URL and ENV per gateway binding.
     Env(devbox::Named),
     /// Revoke a binding's token (or all of the devbox's tokens).
     Revoke(devbox::Revoke),
@@ -234,6 +258,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ca(c) => ca(&cfg, c),
         Command::McpConfig(c) => mcp_config(&cfg, c, cli.json),
+        Command::GatewayConfig(c) => gateway_config(&cfg, c, cli.json),
         Command::Secret(c) => secret(&cfg, c, cli.json),
         Command::Devbox(c) => devbox(&cfg, c, cli.json),
         Command::Status => submit(&cfg, Request::Status, cli.json),
@@ -248,7 +273,7 @@ fn ca(cfg: &std::path::Path, c: CaCmd) -> anyhow::Result<()> {
         CaCmd::Init => {
             mcp_hub::state::init(&config.paths)
                 .with_context(|| format!("creating {}", config.paths.state_dir.display()))?;
-            let created = mcp_hub::tls::ca::init(dir, &config.gateway.host)?;
+            let created = mcp_hub::tls::ca::init(dir, &config.hub_hosts())?;
             let path = mcp_hub::tls::ca::cert_path(dir);
             if created {
                 println!(
@@ -257,7 +282,7 @@ fn ca(cfg: &std::path::Path, c: CaCmd) -> anyhow::Result<()> {
                     path.display()
                 );
             } else {
-                mcp_hub::tls::ca::load(dir)?.check_host(dir, &config.gateway.host)?;
+                mcp_hub::tls::ca::load(dir)?.check_hosts(dir, &config.hub_hosts())?;
                 println!("CA already exists at {} (left unchanged)", path.display());
             }
             Ok(())
@@ -333,6 +358,53 @@ fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::
         McpConfigCmd::Create(a) => Request::McpConfigCreate(a),
         McpConfigCmd::Update(a) => Request::McpConfigUpdate(a),
         McpConfigCmd::Delete(a) => Request::McpConfigDelete(a),
+    };
+    submit(cfg, req, as_json)
+}
+
+fn gateway_config(cfg: &std::path::Path, c: GatewayConfigCmd, as_json: bool) -> anyhow::Result<()> {
+    let show = |c: &mcp_hub::config::agent::GatewayConfig| {
+        let mut auth = json!({"type": c.auth.kind()});
+        if let Some(k) = c.auth.key() {
+            auth["key"] = json!(k);
+        }
+        json!({"id": c.id, "name": c.name, "endpoint": c.endpoint.to_string(), "auth_mechanism": auth,
+               "description": c.description, "create_time_ms": c.create_time_ms, "system": c.system,
+               "allowed_paths": c.allowed_paths.as_ref().map(|p| p.patterns.clone()),
+               "allowed_models": c.allowed_models.as_ref().map(|m| m.patterns().to_vec())})
+    };
+    let req = match c {
+        GatewayConfigCmd::List => {
+            let config = mcp_hub::config::load(cfg)?;
+            if as_json {
+                let rows: Vec<_> = config.gateway_configs.iter().map(|c| show(c)).collect();
+                print_json(&json!(rows));
+            } else {
+                for c in &config.gateway_configs {
+                    println!(
+                        "{}\t{}\t{}\t{}{}{}",
+                        c.id,
+                        c.name,
+                        c.endpoint,
+                        c.auth.kind(),
+                        c.auth.key().map(|k| format!(" {k}")).unwrap_or_default(),
+                        if c.system { "\tsystem" } else { "" }
+                    );
+                }
+            }
+            return Ok(());
+        }
+        GatewayConfigCmd::Get { name } => {
+            let config = mcp_hub::config::load(cfg)?;
+            let c = config.gateway_config(&name).ok_or_else(|| {
+                edit::ManageError::NotFound(format!("no gateway_config named {name:?}"))
+            })?;
+            print_json(&show(c));
+            return Ok(());
+        }
+        GatewayConfigCmd::Create(a) => Request::GatewayConfigCreate(a),
+        GatewayConfigCmd::Update(a) => Request::GatewayConfigUpdate(a),
+        GatewayConfigCmd::Delete(a) => Request::GatewayConfigDelete(a),
     };
     submit(cfg, req, as_json)
 }
@@ -431,7 +503,9 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
                     .iter()
                     .map(|d| {
                         json!({"name": d.name, "addresses": d.addresses, "create_time_ms": d.create_time_ms, "network_policy": d.network_policy,
-                               "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret, "token": state(&d.name, e)}))).collect::<serde_json::Map<_, _>>()})
+                               "mcp": d.mcp.iter().map(|(e, b)| (e.clone(), json!({"mcp_config": b.mcp_config, "secret": b.secret, "token": state(&d.name, e)}))).collect::<serde_json::Map<_, _>>(),
+                               "gateways": d.gateways.iter().map(|(e, b)| (e.clone(), json!({"gateway_config": b.gateway_config, "secret": b.secret, "token": state(&d.name, e),
+                                   "max_requests_per_minute": b.max_requests_per_minute, "max_tokens_per_day": b.max_tokens_per_day}))).collect::<serde_json::Map<_, _>>()})
                     })
                     .collect();
                 print_json(&json!(rows));
@@ -456,6 +530,26 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
                             state(&d.name, e)
                         );
                     }
+                    for (e, b) in &d.gateways {
+                        let limits: Vec<String> = [
+                            b.max_requests_per_minute.map(|v| format!("{v}/min")),
+                            b.max_tokens_per_day.map(|v| format!("{v} tokens/day")),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                        println!(
+                            "  {e} -> gateway {} (secret {}) token {}{}",
+                            b.gateway_config,
+                            b.secret,
+                            state(&d.name, e),
+                            if limits.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" limits {}", limits.join(", "))
+                            }
+                        );
+                    }
                 }
             }
             return Ok(());
@@ -464,6 +558,7 @@ fn devbox(cfg: &std::path::Path, c: DevboxCmd, as_json: bool) -> anyhow::Result<
         DevboxCmd::Bind(a) => Request::DevboxBind(a),
         DevboxCmd::Unbind(a) => Request::DevboxUnbind(a),
         DevboxCmd::SetPolicy(a) => Request::DevboxSetPolicy(a),
+        DevboxCmd::Limit(a) => Request::DevboxLimit(a),
         DevboxCmd::Env(a) => Request::DevboxEnv(a),
         DevboxCmd::Revoke(a) => Request::DevboxRevoke(a),
         DevboxCmd::Rotate(a) => Request::DevboxRotate(a),

@@ -3,6 +3,7 @@
 //! `load` is the one code path used by start-up, reload and `mcp-hub check`. It reports every problem at
 //! once, each with its file, key path, the bad value and how to fix it (`ConfigIssue`).
 
+pub mod agent;
 pub mod origin;
 pub(crate) mod raw;
 pub mod validate;
@@ -164,8 +165,6 @@ pub struct EgressSettings {
     pub allowed_host_services: Vec<(std::net::IpAddr, Option<u16>)>,
     /// Nameservers the hub resolves destinations with; empty: the host's `/etc/resolv.conf`.
     pub resolvers: Vec<SocketAddr>,
-    /// Hosts that make up the agent gateway (`allow_agent_gateway`).
-    pub agent_gateway_hosts: Vec<crate::policy::host::HostPattern>,
     /// Upstream TCP connect timeout.
     pub connect_timeout: Duration,
     /// Idle timeout of established tunnels (no data either way).
@@ -183,6 +182,10 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// Upstream MCP servers.
     pub mcp_configs: Vec<Arc<McpConfig>>,
+    /// `[agent_gateway]`; `None`: there is no agent gateway.
+    pub agent_gateway: Option<agent::AgentGatewaySettings>,
+    /// REST APIs behind the agent gateway: the system configs first, then `[[gateway_configs]]`.
+    pub gateway_configs: Vec<Arc<agent::GatewayConfig>>,
     /// Egress proxy settings.
     pub egress: EgressSettings,
     /// Network policies devboxes name.
@@ -197,6 +200,23 @@ impl Config {
     /// Find a network policy by name.
     pub fn network_policy(&self, name: &str) -> Option<&Arc<crate::policy::NetworkPolicy>> {
         self.network_policies.iter().find(|p| p.name == name)
+    }
+
+    /// The hosts the hub serves TLS for: the MCP gateway's, then the agent gateway's. The certificate
+    /// names them and the CA is constrained to them.
+    pub fn hub_hosts(&self) -> Vec<&str> {
+        let mut h = vec![self.gateway.host.as_str()];
+        if let Some(a) = &self.agent_gateway {
+            h.push(a.host.as_str());
+        }
+        h
+    }
+
+    /// Find a gateway config by name or id.
+    pub fn gateway_config(&self, name_or_id: &str) -> Option<&Arc<agent::GatewayConfig>> {
+        self.gateway_configs
+            .iter()
+            .find(|c| c.name == name_or_id || c.id == name_or_id)
     }
 
     /// Find a config by name or id.

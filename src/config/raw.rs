@@ -67,6 +67,37 @@ pub(crate) struct RawEgress {
     pub(crate) client_hello_timeout_ms: Option<u64>,
 }
 
+/// `[agent_gateway]`: the HTTPS endpoint devboxes reach REST APIs (the LLM provider) through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgentGateway {
+    pub(crate) url: Option<String>,
+    pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) idle_timeout_ms: Option<u64>,
+}
+
+/// One `[[gateway_configs]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGatewayConfig {
+    pub(crate) id: Option<String>,
+    pub(crate) name: String,
+    pub(crate) endpoint: String,
+    pub(crate) auth_mechanism: RawAuthMechanism,
+    pub(crate) description: Option<String>,
+    pub(crate) create_time_ms: Option<u64>,
+    pub(crate) allowed_paths: Option<Vec<String>>,
+    pub(crate) allowed_models: Option<Vec<String>>,
+}
+
+/// `auth_mechanism = { type = "bearer" }` or `{ type = "header", key = "x-api-key" }`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum RawAuthMechanism {
+    Bearer,
+    Header { key: String },
+}
+
 /// `[admin]`: the loopback listener for health and metrics.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -459,6 +459,8 @@ pub(crate) fn config(
         "egress",
         "network_policies",
         "admin",
+        "agent_gateway",
+        "gateway_configs",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
@@ -475,6 +477,9 @@ pub(crate) fn config(
     let np =
         super::array_section::<super::raw::RawNetworkPolicy>(&table, "network_policies", issues);
     let ad: super::raw::RawAdmin = super::section(&table, "admin", issues).unwrap_or_default();
+    let ag: Option<super::raw::RawAgentGateway> = super::section(&table, "agent_gateway", issues);
+    let gwc =
+        super::array_section::<super::raw::RawGatewayConfig>(&table, "gateway_configs", issues);
     let admin_socket = ad
         .socket
         .as_deref()
@@ -498,12 +503,18 @@ pub(crate) fn config(
     let base = config_file.parent().unwrap_or(Path::new("."));
     let gateway = gateway(&gw, base, issues);
     let mcp_configs = mcp_configs(raws, issues);
+    let agent_gateway = ag
+        .as_ref()
+        .and_then(|a| super::agent::agent_gateway(a, &gateway.host, issues));
+    let gateway_configs = super::agent::gateway_configs(gwc, issues);
     let egress = egress(&eg, issues);
     let network_policies = network_policies(np, issues);
     Some(Config {
         paths,
         gateway,
         mcp_configs,
+        agent_gateway,
+        gateway_configs,
         egress,
         network_policies,
         admin_listen,
@@ -617,6 +628,14 @@ pub(crate) fn egress(
             ),
         }
     }
+    if raw.agent_gateway_hosts.is_some() {
+        issues.push(
+            "egress.agent_gateway_hosts",
+            "was removed: `allow_agent_gateway` now means the hub's own agent gateway ([agent_gateway] \
+             url), which keeps the provider's key on the host. Delete this key; to let devboxes reach a \
+             provider directly with a key of their own, list its host in a policy's allowed_hostnames",
+        );
+    }
     let mut devbox_interfaces = Vec::new();
     for (i, n) in raw.devbox_interfaces.iter().flatten().enumerate() {
         let ok = !n.is_empty()
@@ -650,11 +669,6 @@ pub(crate) fn egress(
         allowed_private_ranges,
         allowed_host_services,
         resolvers,
-        agent_gateway_hosts: host_patterns(
-            raw.agent_gateway_hosts.as_deref().unwrap_or(&[]),
-            "egress.agent_gateway_hosts",
-            issues,
-        ),
         connect_timeout: ms(raw.connect_timeout_ms, 5_000, "connect_timeout_ms", issues),
         idle_timeout: ms(raw.idle_timeout_ms, 600_000, "idle_timeout_ms", issues),
         client_hello_timeout: ms(

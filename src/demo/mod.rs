@@ -200,6 +200,7 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
             addresses: Vec::new(),
             network_policy: None,
             mcp: vec![b],
+            gateway: Vec::new(),
         }
         .apply(&mut ws)?;
     } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {

@@ -1,7 +1,7 @@
 //! DNS responder for devboxes (UDP and TCP), built on hickory-proto's wire format.
 //!
 //! SECURITY: DNS must not become a way out. A query is answered only for a registered devbox and only
-//! for a name its policy allows: the gateway host gets `egress.gateway_addresses`; an allowed name is
+//! for a name its policy allows: the gateway hosts (MCP and agent) get `egress.gateway_addresses`; an allowed name is
 //! resolved by the hub and answered only if every address passes the same classification as a
 //! connection would. Everything else is REFUSED and never forwarded anywhere, so data encoded into
 //! names of an attacker's domain never leaves the host.
@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::egress::resolve::{ResolveError, Resolver};
 use crate::policy::host::{Target, parse_host};
-use crate::policy::{self, Allowance, DenyReason, Verdict};
+use crate::policy::{self, DenyReason, Verdict};
 use crate::runtime::snapshot::canonical_ip;
 use crate::runtime::{Live, Snapshot};
 
@@ -105,7 +105,7 @@ async fn resolve(
         Verdict::Allow(a) => a,
         Verdict::Deny(r) => return Outcome::Refused(r.as_str()),
     };
-    if a == Allowance::McpGateway {
+    if a.served_by_hub() {
         return Outcome::Answered(snap.config.egress.gateway_addresses.clone());
     }
     if !matches!(qtype, RecordType::A | RecordType::AAAA) {

@@ -523,7 +523,7 @@ impl Egress {
                     Ok(a) => a,
                     Err(_) => return respond::tls(&mut s).await,
                 };
-                if a == Allowance::McpGateway {
+                if a.served_by_hub() {
                     return self.intercept(ctx, Prefixed::new(bytes, s)).await;
                 }
                 // SECURITY: the name is resolved by the hub; the address the devbox dialled is ignored.
@@ -558,7 +558,7 @@ impl Egress {
                 let Ok(a) = self.decide(&snap, ctx, &target, dst.port()) else {
                     return respond::reset(s);
                 };
-                if a == Allowance::McpGateway {
+                if a.served_by_hub() {
                     return respond::reset(s);
                 }
                 match self.reach_raw(&snap, ctx, a, &target, dst.port()).await {
@@ -695,7 +695,7 @@ impl Egress {
             Ok(a) => a,
             Err(r) => return refuse_http(ctx, &mut s, Refusal::policy(403, r, host)).await,
         };
-        if a == Allowance::McpGateway {
+        if a.served_by_hub() {
             if s.write_all(CONNECT_OK).await.is_err() {
                 return;
             }
@@ -772,7 +772,7 @@ impl Egress {
                 let ok = raw.is_some_and(|t| {
                     matches!(
                         policy::decide(policy, &snap.policy_env, &t, port),
-                        Verdict::Allow(a) if a != Allowance::McpGateway
+                        Verdict::Allow(a) if !a.served_by_hub()
                     )
                 });
                 if !ok {
@@ -807,11 +807,15 @@ impl Egress {
             Ok(a) => a,
             Err(r) => return refuse_http(ctx, &mut s, Refusal::policy(403, r, host)).await,
         };
-        if a == Allowance::McpGateway {
+        if a.served_by_hub() {
+            let (reason, what) = match a {
+                Allowance::AgentGateway => (DenyReason::AgentGatewayNotAllowed, "agent gateway"),
+                _ => (DenyReason::McpGatewayNotAllowed, "MCP gateway"),
+            };
             let r = Refusal::new(
                 403,
-                DenyReason::McpGatewayNotAllowed,
-                &format!("{host}: the MCP gateway is served over https only\n"),
+                reason,
+                &format!("{host}: the {what} is served over https only\n"),
             );
             return refuse_http(ctx, &mut s, r).await;
         }

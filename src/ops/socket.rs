@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::ops::edit::{
-    self, Done, ManageError, Workspace, devbox, mcp_config, network_policy, secret,
+    self, Done, ManageError, Workspace, devbox, gateway_config, mcp_config, network_policy, secret,
 };
 use crate::runtime::{Live, Snapshot};
 
@@ -45,6 +45,8 @@ pub enum Request {
     DevboxRevoke(devbox::Revoke),
     /// `devbox rotate`.
     DevboxRotate(devbox::Binding),
+    /// `devbox limit`.
+    DevboxLimit(devbox::Limit),
     /// `devbox delete`.
     DevboxDelete(devbox::Named),
     /// `devbox env`.
@@ -59,6 +61,12 @@ pub enum Request {
     McpConfigUpdate(mcp_config::Update),
     /// `mcp-config delete`.
     McpConfigDelete(edit::Delete),
+    /// `gateway-config create`.
+    GatewayConfigCreate(gateway_config::Create),
+    /// `gateway-config update`.
+    GatewayConfigUpdate(gateway_config::Update),
+    /// `gateway-config delete`.
+    GatewayConfigDelete(edit::Delete),
     /// `network-policy create`.
     NetworkPolicyCreate(network_policy::Create),
     /// `network-policy update`.
@@ -142,6 +150,7 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
         Request::DevboxSetPolicy(a) => a.apply(ws),
         Request::DevboxRevoke(a) => a.apply(ws),
         Request::DevboxRotate(a) => a.rotate(ws),
+        Request::DevboxLimit(a) => a.apply(ws),
         Request::DevboxDelete(a) => a.delete(ws),
         Request::DevboxEnv(a) => a.env(ws),
         Request::SecretCreate(a) => a.apply(ws),
@@ -149,6 +158,9 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
         Request::McpConfigCreate(a) => a.apply(ws),
         Request::McpConfigUpdate(a) => a.apply(ws),
         Request::McpConfigDelete(a) => mcp_config::delete(a, ws),
+        Request::GatewayConfigCreate(a) => a.apply(ws),
+        Request::GatewayConfigUpdate(a) => a.apply(ws),
+        Request::GatewayConfigDelete(a) => gateway_config::delete(a, ws),
         Request::NetworkPolicyCreate(a) => a.apply(ws),
         Request::NetworkPolicyUpdate(a) => a.apply(ws),
         Request::NetworkPolicyDelete(a) => network_policy::delete(a, ws),
@@ -165,13 +177,18 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
 /// One-paragraph summary of a snapshot, for `status`.
 pub fn summary(s: &Snapshot) -> String {
     format!(
-        "mcp_configs: {}\nnetwork_policies: {}\ndevboxes: {}\nlive tokens: {}\ngateway: {} on {}",
+        "mcp_configs: {}\ngateway_configs: {}\nnetwork_policies: {}\ndevboxes: {}\nlive tokens: {}\ngateway: {} on {}\nagent gateway: {}",
         s.config.mcp_configs.len(),
+        s.config.gateway_configs.len(),
         s.config.network_policies.len(),
         s.devboxes.list.len(),
         s.live_bindings(),
         s.config.gateway.url,
-        s.config.gateway.listen
+        s.config.gateway.listen,
+        s.config
+            .agent_gateway
+            .as_ref()
+            .map_or("(none: no [agent_gateway])".to_string(), |a| a.url.to_string()),
     )
 }
 
@@ -267,12 +284,14 @@ mod tests {
         let req = Request::DevboxBind(devbox::Bind {
             name: "box".into(),
             mcp: vec!["G=github:TOKEN".parse().unwrap()],
+            gateway: vec!["A=anthropic:KEY".parse().unwrap()],
         });
         let line = serde_json::to_value(&req).unwrap();
         assert_eq!(
             line,
             serde_json::json!({"op": "devbox_bind", "args": {"name": "box",
-                "mcp": [{"env_var": "G", "mcp_config": "github", "secret": "TOKEN"}]}})
+                "mcp": [{"env_var": "G", "mcp_config": "github", "secret": "TOKEN"}],
+                "gateway": [{"env_var": "A", "gateway_config": "anthropic", "secret": "KEY"}]}})
         );
         // Strict both ways: an unknown field is an error, not ignored.
         let typo = r#"{"op":"devbox_delete","args":{"name":"box","forse":true}}"#;

@@ -64,7 +64,7 @@ pub fn prepare(config_file: &Path) -> Result<Prepared, StartError> {
         ),
         source,
     })?;
-    if tls::ca::init(&cfg.paths.ca_dir, &cfg.gateway.host)? {
+    if tls::ca::init(&cfg.paths.ca_dir, &cfg.hub_hosts())? {
         tracing::info!(ca = %tls::ca::cert_path(&cfg.paths.ca_dir).display(), "Created the hub CA");
         if cfg.gateway.host.parse::<std::net::IpAddr>().is_ok() {
             tracing::warn!(
@@ -76,8 +76,9 @@ pub fn prepare(config_file: &Path) -> Result<Prepared, StartError> {
     }
     let snap = Snapshot::load(config_file)?;
     let ca = tls::ca::load(&snap.config.paths.ca_dir)?;
-    ca.check_host(&snap.config.paths.ca_dir, &snap.config.gateway.host)?;
-    let tls = ca.server_config(&snap.config.gateway.host)?;
+    let hosts = snap.config.hub_hosts();
+    ca.check_hosts(&snap.config.paths.ca_dir, &hosts)?;
+    let tls = ca.server_config(&hosts)?;
     Ok(Prepared {
         ca_file: tls::ca::cert_path(&snap.config.paths.ca_dir),
         state: Live::new(snap),

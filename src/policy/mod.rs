@@ -33,7 +33,7 @@ pub struct NetworkPolicy {
     pub allow_devbox_to_devbox: bool,
     /// The MCP gateway (`RL_MCP_URL`'s host), served by the hub itself.
     pub allow_mcp_gateway: bool,
-    /// The hosts configured as the agent gateway.
+    /// The agent gateway (`[agent_gateway] url`'s host), served by the hub itself.
     pub allow_agent_gateway: bool,
 }
 
@@ -42,8 +42,8 @@ pub struct NetworkPolicy {
 pub struct Env {
     /// The MCP gateway's host (a name, or an IP when `RL_MCP_URL` uses one) and port.
     pub gateway: Option<(Target, u16)>,
-    /// Hosts that make up the agent gateway.
-    pub agent_gateway_hosts: Vec<HostPattern>,
+    /// The agent gateway's host and port, when `[agent_gateway]` is configured.
+    pub agent_gateway: Option<(Target, u16)>,
     /// Every devbox's source addresses.
     pub devbox_addrs: HashSet<IpAddr>,
     /// Non-public ranges the operator allows as destinations.
@@ -70,7 +70,7 @@ impl Env {
 pub enum Allowance {
     /// Served by the hub's MCP gateway; never dialled.
     McpGateway,
-    /// An agent-gateway host.
+    /// Served by the hub's agent gateway; never dialled.
     AgentGateway,
     /// Matched `allowed_hostnames`.
     Hostname,
@@ -81,6 +81,11 @@ pub enum Allowance {
 }
 
 impl Allowance {
+    /// Whether the hub serves this destination itself: intercepted and answered, never dialled.
+    pub fn served_by_hub(self) -> bool {
+        matches!(self, Self::McpGateway | Self::AgentGateway)
+    }
+
     /// Stable reason code for audit and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -174,7 +179,8 @@ pub enum Verdict {
 /// Evaluation order (first match wins):
 /// 1. no policy: deny `no_network_policy` (default deny);
 /// 2. the MCP gateway (host and port of `RL_MCP_URL`): `allow_mcp_gateway` or deny `mcp_gateway_not_allowed`;
-/// 3. an agent-gateway host: `allow_agent_gateway` or deny `agent_gateway_not_allowed`;
+/// 3. the agent gateway (host and port of `[agent_gateway] url`): `allow_agent_gateway` or deny
+///    `agent_gateway_not_allowed`;
 /// 4. a raw IP of another devbox: `allow_devbox_to_devbox` or deny `devbox_to_devbox_not_allowed`;
 /// 5. `allow_all`: allow;
 /// 6. a matching `allowed_hostnames` entry: allow;
@@ -194,7 +200,11 @@ pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target, port: 
             Verdict::Deny(DenyReason::McpGatewayNotAllowed)
         };
     }
-    if env.agent_gateway_hosts.iter().any(|h| h.matches(target)) {
+    if env
+        .agent_gateway
+        .as_ref()
+        .is_some_and(|(h, gp)| h == target && *gp == port)
+    {
         return if p.allow_agent_gateway {
             Verdict::Allow(Allowance::AgentGateway)
         } else {
@@ -222,11 +232,13 @@ pub fn decide(policy: Option<&NetworkPolicy>, env: &Env, target: &Target, port: 
     })
 }
 
-/// Decide for a DNS name (no port yet): the gateway host is the gateway whatever port it will be dialled
+/// Decide for a DNS name (no port yet): a gateway host is that gateway whatever port it will be dialled
 /// on; everything else as `decide`.
 pub fn decide_name(policy: Option<&NetworkPolicy>, env: &Env, target: &Target) -> Verdict {
-    match &env.gateway {
-        Some((h, port)) if h == target => decide(policy, env, target, *port),
+    match (&env.gateway, &env.agent_gateway) {
+        (Some((h, port)), _) | (_, Some((h, port))) if h == target => {
+            decide(policy, env, target, *port)
+        }
         _ => decide(policy, env, target, 0),
     }
 }

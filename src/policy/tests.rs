@@ -17,7 +17,7 @@ fn policy(allow_all: bool, hosts: &[&str]) -> NetworkPolicy {
 fn env() -> Env {
     Env {
         gateway: Some((Target::Name("mcp.hub.internal".into()), 443)),
-        agent_gateway_hosts: vec![HostPattern::parse("api.anthropic.com").unwrap()],
+        agent_gateway: Some((Target::Name("agents.hub.internal".into()), 8443)),
         devbox_addrs: ["10.77.0.2".parse().unwrap(), "10.77.1.2".parse().unwrap()]
             .into_iter()
             .collect(),
@@ -114,13 +114,25 @@ fn decide_table() {
         ),
         (
             Some(&strict),
-            "api.anthropic.com",
+            "agents.hub.internal:8443",
             Verdict::Deny(D::AgentGatewayNotAllowed),
         ),
         (
             Some(&agent),
-            "api.anthropic.com",
+            "Agents.hub.internal.:8443",
             Verdict::Allow(A::AgentGateway),
+        ),
+        // SECURITY: the provider itself is no longer "the agent gateway": reaching it directly takes
+        // an allowed_hostnames entry (and a key in the devbox).
+        (
+            Some(&agent),
+            "api.anthropic.com",
+            Verdict::Deny(D::NotInAllowedHostnames),
+        ),
+        (
+            Some(&agent),
+            "agents.hub.internal:22",
+            Verdict::Deny(D::NotInAllowedHostnames),
         ),
         (
             Some(&strict),

@@ -51,6 +51,93 @@ impl std::fmt::Debug for Binding {
     }
 }
 
+/// A (devbox, env var) agent-gateway binding with everything needed to serve it.
+pub struct AgentBinding {
+    /// Devbox name.
+    pub devbox: Arc<str>,
+    /// Env var the devbox holds the token in, e.g. `ANTHROPIC` (the URL is in `ANTHROPIC_URL`).
+    pub env_var: Arc<str>,
+    /// Source addresses the token is accepted from (empty: any).
+    pub addresses: Arc<[IpAddr]>,
+    /// The upstream API.
+    pub config: Arc<crate::config::agent::GatewayConfig>,
+    /// Name of the bound secret (never its value).
+    pub secret_name: String,
+    /// Rendered credential header value (sensitive), for `config.auth`'s header.
+    pub credential: HeaderValue,
+    /// Scrubs the secret from upstream responses.
+    pub redactor: Redactor,
+    /// The devbox's network policy as of this snapshot: checked on every request.
+    pub policy: Option<Arc<crate::policy::NetworkPolicy>>,
+    /// Per-binding limits.
+    pub max_requests_per_minute: Option<u32>,
+    /// Per-binding limits.
+    pub max_tokens_per_day: Option<u64>,
+    /// Id of the current token.
+    pub token_id: TokenId,
+    mac: TokenMac,
+}
+
+impl std::fmt::Debug for AgentBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBinding")
+            .field("devbox", &self.devbox)
+            .field("env_var", &self.env_var)
+            .field("config", &self.config.name)
+            .field("secret", &self.secret_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What token authentication needs of a binding, whichever gateway it is for.
+trait Tokened {
+    fn mac(&self) -> &TokenMac;
+    fn addresses(&self) -> &[IpAddr];
+}
+
+impl Tokened for Binding {
+    fn mac(&self) -> &TokenMac {
+        &self.mac
+    }
+    fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
+}
+
+impl Tokened for AgentBinding {
+    fn mac(&self) -> &TokenMac {
+        &self.mac
+    }
+    fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
+}
+
+type ById<B> = HashMap<TokenId, Arc<B>, foldhash::fast::RandomState>;
+
+/// Map a presented token of `kind` to its binding in `map`.
+///
+/// SECURITY: the MAC is compared in constant time; the token must be presented from one of the
+/// devbox's addresses when it has any, so an exfiltrated token is useless elsewhere.
+fn verify<B: Tokened>(
+    map: &ById<B>,
+    kind: token::Kind,
+    presented: &str,
+    peer: IpAddr,
+) -> Result<Arc<B>, AuthFailure> {
+    let (id, mac) = token::parse(kind, presented).ok_or(AuthFailure::Malformed)?;
+    let b = map.get(&id).ok_or(AuthFailure::Unknown)?;
+    if !b.mac().verify(&mac) {
+        return Err(AuthFailure::Unknown);
+    }
+    let peer = canonical_ip(peer);
+    let addrs = b.addresses();
+    if !addrs.is_empty() && !addrs.iter().any(|a| canonical_ip(*a) == peer) {
+        return Err(AuthFailure::WrongAddress);
+    }
+    Ok(b.clone())
+}
+
 /// Why a presented token was refused. All map to the same 401 for the client; the reason is for audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
@@ -102,7 +189,9 @@ pub struct Snapshot {
     pub tokens: Tokens,
     /// Looked up on every request. The ids are random and only the hub inserts them, so a fast
     /// (randomly seeded) hash is enough; SipHash was a visible share of a call.
-    bindings: HashMap<TokenId, Arc<Binding>, foldhash::fast::RandomState>,
+    bindings: ById<Binding>,
+    /// Agent-gateway bindings by token id.
+    agent_bindings: ById<AgentBinding>,
     session_key: [u8; 32],
 }
 
@@ -160,6 +249,7 @@ impl Snapshot {
         let file = config.paths.devboxes_file.display().to_string();
         let mut issues = Vec::new();
         let mut bindings = HashMap::default();
+        let mut agent_bindings = HashMap::default();
         let mut devbox_by_addr = HashMap::new();
         let mut config_metrics: HashMap<String, Arc<ConfigMetrics>> = HashMap::new();
         for (i, d) in devboxes.list.iter().enumerate() {
@@ -243,7 +333,74 @@ impl Snapshot {
                             .entry(cfg.name.clone())
                             .or_insert_with(|| Arc::new(ConfigMetrics::new(&cfg.name)))
                             .clone(),
-                        mac: key.mac(&d.name, env, &id),
+                        mac: key.mac(token::Kind::Mcp, &d.name, env, &id),
+                    }),
+                );
+            }
+            for (env, b) in &d.gateways {
+                let at = format!("devboxes[{i}].gateways.{env}");
+                let mut push = |k: &str, m: String| {
+                    issues.push(ConfigIssue {
+                        file: file.clone(),
+                        path: format!("{at}.{k}"),
+                        message: m,
+                    });
+                };
+                if config.agent_gateway.is_none() {
+                    push(
+                        "gateway_config",
+                        format!(
+                            "binds the agent gateway, but {} has no [agent_gateway] section; add one with its url",
+                            config.paths.config_file.display()
+                        ),
+                    );
+                    continue;
+                }
+                let Some(cfg) = config.gateway_config(&b.gateway_config) else {
+                    push(
+                        "gateway_config",
+                        format!(
+                            "{:?} is not a gateway config; see `mcp-hub gateway-config list`",
+                            b.gateway_config
+                        ),
+                    );
+                    continue;
+                };
+                let Some(secret) = secrets.map.get(&b.secret) else {
+                    push(
+                        "secret",
+                        format!(
+                            "{:?} is not a stored secret; add it with `mcp-hub secret create {}`",
+                            b.secret, b.secret
+                        ),
+                    );
+                    continue;
+                };
+                let credential = match render(&cfg.auth.placement(), &secret.value) {
+                    Ok(v) => v,
+                    Err(m) => {
+                        push("secret", m);
+                        continue;
+                    }
+                };
+                let (Some(id), Some(key)) = (tokens.get(&d.name, env), key) else {
+                    continue;
+                };
+                agent_bindings.insert(
+                    id,
+                    Arc::new(AgentBinding {
+                        devbox: d.name.as_str().into(),
+                        env_var: env.as_str().into(),
+                        addresses: addresses.clone(),
+                        config: cfg.clone(),
+                        secret_name: b.secret.clone(),
+                        redactor: Redactor::new(&secret.value, &credential),
+                        credential,
+                        policy: view.policy.clone(),
+                        max_requests_per_minute: b.max_requests_per_minute,
+                        max_tokens_per_day: b.max_tokens_per_day,
+                        token_id: id,
+                        mac: key.mac(token::Kind::Agent, &d.name, env, &id),
                     }),
                 );
             }
@@ -260,6 +417,7 @@ impl Snapshot {
             devboxes,
             tokens,
             bindings,
+            agent_bindings,
             session_key,
         })
     }
@@ -272,16 +430,19 @@ impl Snapshot {
     /// # Errors
     /// Why the token was refused.
     pub fn authenticate(&self, presented: &str, peer: IpAddr) -> Result<Arc<Binding>, AuthFailure> {
-        let (id, mac) = token::parse(presented).ok_or(AuthFailure::Malformed)?;
-        let b = self.bindings.get(&id).ok_or(AuthFailure::Unknown)?;
-        if !b.mac.verify(&mac) {
-            return Err(AuthFailure::Unknown);
-        }
-        let peer = canonical_ip(peer);
-        if !b.addresses.is_empty() && !b.addresses.iter().any(|a| canonical_ip(*a) == peer) {
-            return Err(AuthFailure::WrongAddress);
-        }
-        Ok(b.clone())
+        verify(&self.bindings, token::Kind::Mcp, presented, peer)
+    }
+
+    /// Map a presented agent-gateway token to its binding, as [`Self::authenticate`] does for MCP.
+    ///
+    /// # Errors
+    /// Why the token was refused.
+    pub fn authenticate_agent(
+        &self,
+        presented: &str,
+        peer: IpAddr,
+    ) -> Result<Arc<AgentBinding>, AuthFailure> {
+        verify(&self.agent_bindings, token::Kind::Agent, presented, peer)
     }
 
     /// Key for sealing session ids to the token that created them.
@@ -294,9 +455,9 @@ impl Snapshot {
         self.bindings.contains_key(id)
     }
 
-    /// Number of bindings with a live token.
+    /// Number of bindings with a live token (MCP and agent gateway).
     pub fn live_bindings(&self) -> usize {
-        self.bindings.len()
+        self.bindings.len() + self.agent_bindings.len()
     }
 }
 
@@ -338,7 +499,11 @@ fn policy_env(config: &Config, devboxes: &HashMap<IpAddr, Arc<DevboxView>>) -> c
         gateway: crate::policy::host::parse_host(&config.gateway.host)
             .ok()
             .map(|t| (t, config.gateway.url.port_u16().unwrap_or(443))),
-        agent_gateway_hosts: e.agent_gateway_hosts.clone(),
+        agent_gateway: config.agent_gateway.as_ref().and_then(|a| {
+            crate::policy::host::parse_host(&a.host)
+                .ok()
+                .map(|t| (t, a.port))
+        }),
         devbox_addrs: devboxes.keys().copied().collect(),
         allowed_private_ranges: e.allowed_private_ranges.clone(),
         self_addrs,

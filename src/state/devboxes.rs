@@ -1,5 +1,7 @@
-//! `devboxes.toml`: each devbox, the source addresses the host sees it at, and its MCP bindings
-//! `ENV_VAR -> { mcp_config, secret }`.
+//! `devboxes.toml`: each devbox, the source addresses the host sees it at, its MCP bindings
+//! `ENV_VAR -> { mcp_config, secret }` and its agent-gateway bindings
+//! `ENV_VAR -> { gateway_config, secret, limits }`. Env vars are one namespace per devbox: a gateway
+//! binding `ANTHROPIC` also claims `ANTHROPIC_URL`.
 //!
 //! ```toml
 //! version = 1
@@ -9,6 +11,10 @@
 //! [devboxes.mcp.GITHUB_MCP_SECRET]
 //! mcp_config = "github"
 //! secret = "GITHUB_MCP_TOKEN"
+//! [devboxes.gateways.ANTHROPIC]
+//! gateway_config = "anthropic"
+//! secret = "ANTHROPIC_KEY"
+//! max_requests_per_minute = 60
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,6 +37,22 @@ pub struct McpBinding {
     pub secret: String,
 }
 
+/// One REST API (through the agent gateway) made available to a devbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayBinding {
+    /// Name or id of a gateway config (`[[gateway_configs]]` or a system config).
+    pub gateway_config: String,
+    /// Name of a stored secret.
+    pub secret: String,
+    /// Requests allowed per minute (a token bucket of this size, refilled over a minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_minute: Option<u32>,
+    /// Tokens (input and output, as the upstream reports them) allowed per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_day: Option<u64>,
+}
+
 /// A devbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +71,28 @@ pub struct Devbox {
     /// `ENV_VAR -> binding`.
     #[serde(default)]
     pub mcp: BTreeMap<String, McpBinding>,
+    /// `ENV_VAR -> agent-gateway binding` (the devbox also gets `ENV_VAR_URL`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateways: BTreeMap<String, GatewayBinding>,
+}
+
+impl Devbox {
+    /// Whether `env` is already one of this devbox's environment variables: `RL_MCP_URL`, a binding's,
+    /// or a gateway binding's `_URL`.
+    pub fn env_taken(&self, env: &str) -> bool {
+        env == "RL_MCP_URL"
+            || self.mcp.contains_key(env)
+            || self.gateways.contains_key(env)
+            || env
+                .strip_suffix("_URL")
+                .is_some_and(|g| self.gateways.contains_key(g))
+    }
+}
+
+/// The `_URL` variable a gateway binding `env` also claims, if it fits the env var rules.
+pub fn env_url(env: &str) -> Option<String> {
+    let u = format!("{env}_URL");
+    is_valid_env_var(&u).then_some(u)
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -137,6 +181,28 @@ impl Devboxes {
                     ));
                 }
             }
+            let mut claimed: HashSet<String> = d.mcp.keys().cloned().collect();
+            claimed.insert("RL_MCP_URL".into());
+            for env in d.gateways.keys() {
+                let at = format!("{at}.gateways.{env}");
+                let Some(url) = env_url(env) else {
+                    issues.push(issue(
+                        path,
+                        &at,
+                        "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*) of at most 124 characters",
+                    ));
+                    continue;
+                };
+                for v in [env.clone(), url] {
+                    if !claimed.insert(v.clone()) {
+                        issues.push(issue(
+                            path,
+                            &at,
+                            format!("{v} is already an environment variable of this devbox; pick another name"),
+                        ));
+                    }
+                }
+            }
             list.push(d);
         }
         if issues.is_empty() {
@@ -196,11 +262,23 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            gateways: [(
+                "ANTHROPIC".to_string(),
+                GatewayBinding {
+                    gateway_config: "anthropic".into(),
+                    secret: "AK".into(),
+                    max_requests_per_minute: Some(5),
+                    max_tokens_per_day: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
         });
         s.save(&p).unwrap();
         let back = Devboxes::load(&p).unwrap();
         assert_eq!(back.list[0].mcp["GITHUB_MCP_SECRET"].mcp_config, "github");
         assert_eq!(back.list[0].addresses, s.list[0].addresses);
+        assert_eq!(back.list[0].gateways, s.list[0].gateways);
     }
 
     #[test]
@@ -216,6 +294,12 @@ secret = "GH"
 [[devboxes]]
 name = "b"
 addresses = ["10.0.0.2"]
+[devboxes.mcp.X_URL]
+mcp_config = "github"
+secret = "GH"
+[devboxes.gateways.X]
+gateway_config = "anthropic"
+secret = "AK"
 "#;
         let e = Devboxes::parse(text, Path::new("d.toml")).unwrap_err();
         let msgs: Vec<_> = e
@@ -228,6 +312,12 @@ addresses = ["10.0.0.2"]
         );
         assert!(
             msgs.iter().any(|m| m.contains("claimed by another devbox")),
+            "{msgs:?}"
+        );
+        // A gateway binding's `_URL` variable is claimed too.
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("devboxes[1].gateways.X") && m.contains("X_URL")),
             "{msgs:?}"
         );
     }

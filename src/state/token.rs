@@ -4,6 +4,9 @@
 //! The key (`token.key`, 0600) never leaves the host; the state file holds only token ids, which are
 //! useless without the key. Because the MAC covers the devbox and env var, a token is valid only for its
 //! own binding, and rotating one binding (new id) invalidates exactly that token.
+//!
+//! Agent-gateway tokens (`gwh_…`) have the same shape under another prefix and another MAC domain, so a
+//! token of one kind can never verify as the other, and a secret scanner tells them apart.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,8 +15,36 @@ use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// Prefix of every hub token, so leaked tokens are recognisable by secret scanners.
+/// Prefix of every MCP token, so leaked tokens are recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "mcph_";
+/// Prefix of every agent-gateway token.
+pub const AGENT_TOKEN_PREFIX: &str = "gwh_";
+
+/// Which gateway a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The MCP gateway (`RL_MCP_URL`).
+    Mcp,
+    /// The agent gateway (`ENV_URL`).
+    Agent,
+}
+
+impl Kind {
+    /// The token's visible prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Mcp => TOKEN_PREFIX,
+            Self::Agent => AGENT_TOKEN_PREFIX,
+        }
+    }
+
+    fn domain(self) -> &'static [u8] {
+        match self {
+            Self::Mcp => b"mcp-hub/token/v1",
+            Self::Agent => b"mcp-hub/agent-token/v1",
+        }
+    }
+}
 const ID_LEN: usize = 16;
 const MAC_LEN: usize = 32;
 const ID_B64_LEN: usize = 22;
@@ -112,9 +143,9 @@ impl TokenKey {
     }
 
     /// The MAC a binding's token must carry.
-    pub fn mac(&self, devbox: &str, env_var: &str, id: &TokenId) -> TokenMac {
+    pub fn mac(&self, kind: Kind, devbox: &str, env_var: &str, id: &TokenId) -> TokenMac {
         TokenMac(self.hmac(
-            b"mcp-hub/token/v1",
+            kind.domain(),
             &[devbox.as_bytes(), env_var.as_bytes(), &id.0],
         ))
     }
@@ -125,19 +156,20 @@ impl TokenKey {
     }
 
     /// The full token string handed to the devbox.
-    pub fn token(&self, devbox: &str, env_var: &str, id: &TokenId) -> String {
-        let mac = self.mac(devbox, env_var, id);
+    pub fn token(&self, kind: Kind, devbox: &str, env_var: &str, id: &TokenId) -> String {
+        let mac = self.mac(kind, devbox, env_var, id);
         format!(
-            "{TOKEN_PREFIX}{}{}",
+            "{}{}{}",
+            kind.prefix(),
             URL_SAFE_NO_PAD.encode(id.0),
             URL_SAFE_NO_PAD.encode(mac.0)
         )
     }
 }
 
-/// Split a presented token into id and MAC; `None` if it is not shaped like a hub token.
-pub fn parse(token: &str) -> Option<(TokenId, [u8; MAC_LEN])> {
-    let body = token.strip_prefix(TOKEN_PREFIX)?;
+/// Split a presented token into id and MAC; `None` if it is not shaped like a hub token of `kind`.
+pub fn parse(kind: Kind, token: &str) -> Option<(TokenId, [u8; MAC_LEN])> {
+    let body = token.strip_prefix(kind.prefix())?;
     if body.len() != ID_B64_LEN + MAC_B64_LEN || !body.is_ascii() {
         return None;
     }
@@ -163,16 +195,25 @@ mod tests {
     fn token_roundtrip_and_binding_scope() {
         let key = TokenKey::generate().unwrap();
         let id = TokenId::random().unwrap();
-        let t = key.token("box1", "GITHUB_MCP_SECRET", &id);
-        let (pid, mac) = parse(&t).unwrap();
+        let t = key.token(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id);
+        let (pid, mac) = parse(Kind::Mcp, &t).unwrap();
         assert_eq!(pid, id);
-        assert!(key.mac("box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
         // SECURITY: the same id under another binding does not verify.
-        assert!(!key.mac("box2", "GITHUB_MCP_SECRET", &id).verify(&mac));
-        assert!(!key.mac("box1", "SLACK_MCP_SECRET", &id).verify(&mac));
+        assert!(!key.mac(Kind::Mcp, "box2", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(!key.mac(Kind::Mcp, "box1", "SLACK_MCP_SECRET", &id).verify(&mac));
         // Another key does not verify.
         let other = TokenKey::generate().unwrap();
-        assert!(!other.mac("box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(!other.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        // SECURITY: nor does the other kind: an MCP token is no agent-gateway token, whatever its
+        // prefix is rewritten to.
+        assert!(!key.mac(Kind::Agent, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(parse(Kind::Agent, &t).is_none());
+        let a = key.token(Kind::Agent, "box1", "GITHUB_MCP_SECRET", &id);
+        assert!(a.starts_with("gwh_"));
+        let relabelled = a.replacen("gwh_", "mcph_", 1);
+        let (_, amac) = parse(Kind::Mcp, &relabelled).unwrap();
+        assert!(!key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&amac));
     }
 
     #[test]
@@ -184,17 +225,17 @@ mod tests {
             "mcph_tooshort",
             &format!("mcph_{}", "é".repeat(65)),
         ] {
-            assert!(parse(t).is_none(), "{t}");
+            assert!(parse(Kind::Mcp, t).is_none(), "{t}");
         }
         // SECURITY: one token has one spelling. Base64 text whose unused trailing bits are set decodes
         // to the same id, so it is refused rather than accepted as a second spelling.
         let key = TokenKey::generate().unwrap();
-        let t = key.token("b", "E", &TokenId([0; ID_LEN]));
+        let t = key.token(Kind::Mcp, "b", "E", &TokenId([0; ID_LEN]));
         let id_end = TOKEN_PREFIX.len() + ID_B64_LEN - 1;
         assert_eq!(&t[id_end..=id_end], "A");
         let other = format!("{}B{}", &t[..id_end], &t[id_end + 1..]);
-        assert!(parse(&t).is_some());
-        assert!(parse(&other).is_none(), "{other}");
+        assert!(parse(Kind::Mcp, &t).is_some());
+        assert!(parse(Kind::Mcp, &other).is_none(), "{other}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Made once (`mcp-hub ca init`, or at first start) with rcgen, key written 0600 with create-new, and
 //! only ever loaded afterwards: regenerating it would silently break every devbox that trusts it.
-//! SECURITY: the CA is name-constrained to the gateway host, so even a stolen CA key cannot be used to
-//! impersonate any other site to a devbox that trusts it.
+//! SECURITY: the CA is name-constrained to the hub's own hosts (the MCP gateway's and, when configured,
+//! the agent gateway's), so even a stolen CA key cannot be used to impersonate any other site to a
+//! devbox that trusts it.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -78,11 +79,12 @@ fn subtree_label(s: &GeneralSubtree) -> String {
     }
 }
 
-/// Create the CA in `dir` for `host` unless one exists. Returns whether it was created.
+/// Create the CA in `dir` for `hosts` unless one exists. Returns whether it was created.
 ///
 /// # Errors
 /// Key generation or file errors. An existing CA is never touched.
-pub fn init(dir: &Path, host: &str) -> Result<bool, TlsError> {
+pub fn init(dir: &Path, hosts: &[&str]) -> Result<bool, TlsError> {
+    let host = hosts.first().copied().unwrap_or("localhost");
     let cert = cert_path(dir);
     let key = key_path(dir);
     if cert.exists() || key.exists() {
@@ -102,7 +104,7 @@ pub fn init(dir: &Path, host: &str) -> Result<bool, TlsError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     p.name_constraints = Some(NameConstraints {
-        permitted_subtrees: vec![subtree(host)],
+        permitted_subtrees: hosts.iter().map(|h| subtree(h)).collect(),
         excluded_subtrees: vec![],
     });
     let now = time::OffsetDateTime::now_utc();
@@ -113,7 +115,8 @@ pub fn init(dir: &Path, host: &str) -> Result<bool, TlsError> {
     fsutil::create_new(&key, kp.serialize_pem().as_bytes(), 0o600).map_err(io_err(&key))?;
     fsutil::create_new(&cert, c.pem().as_bytes(), 0o644).map_err(io_err(&cert))?;
     let hp = host_path(dir);
-    fsutil::write_atomic(&hp, format!("{host}\n").as_bytes(), 0o644).map_err(io_err(&hp))?;
+    let lines: String = hosts.iter().map(|h| format!("{h}\n")).collect();
+    fsutil::write_atomic(&hp, lines.as_bytes(), 0o644).map_err(io_err(&hp))?;
     Ok(true)
 }
 
@@ -130,9 +133,16 @@ pub fn load(dir: &Path) -> Result<Ca, TlsError> {
     let cert_pem = std::fs::read_to_string(&cert).map_err(io_err(&cert))?;
     let key_pem = std::fs::read_to_string(&key).map_err(io_err(&key))?;
     let kp = KeyPair::from_pem(&key_pem).map_err(cert_err)?;
-    // The host the CA was constrained to at creation (rcgen cannot read constraints back from a cert).
+    // The hosts the CA was constrained to at creation, one per line (rcgen cannot read constraints back
+    // from a cert).
     let permitted = std::fs::read_to_string(host_path(dir))
-        .map(|h| vec![subtree(h.trim())])
+        .map(|h| {
+            h.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(subtree)
+                .collect()
+        })
         .unwrap_or_default();
     let issuer = Issuer::from_ca_cert_pem(&cert_pem, kp).map_err(cert_err)?;
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
@@ -146,33 +156,36 @@ pub fn load(dir: &Path) -> Result<Ca, TlsError> {
 }
 
 impl Ca {
-    /// Fail early if the CA's name constraints do not cover `host`.
+    /// Fail early if the CA's name constraints do not cover every one of `hosts`.
     ///
     /// # Errors
-    /// `WrongHost` naming both.
-    pub fn check_host(&self, dir: &Path, host: &str) -> Result<(), TlsError> {
-        if self.permitted.is_empty() || self.permitted.contains(&subtree(host)) {
-            return Ok(());
+    /// `WrongHost` naming the first host not covered and what the CA permits.
+    pub fn check_hosts(&self, dir: &Path, hosts: &[&str]) -> Result<(), TlsError> {
+        for host in hosts {
+            if !self.permitted.is_empty() && !self.permitted.contains(&subtree(host)) {
+                return Err(TlsError::WrongHost {
+                    dir: dir.display().to_string(),
+                    constrained: self.permitted.iter().map(subtree_label).collect(),
+                    host: host.to_string(),
+                });
+            }
         }
-        Err(TlsError::WrongHost {
-            dir: dir.display().to_string(),
-            constrained: self.permitted.iter().map(subtree_label).collect(),
-            host: host.to_string(),
-        })
+        Ok(())
     }
 
-    /// Issue a leaf certificate and key for `host`.
+    /// Issue a leaf certificate and key naming every one of `hosts`.
     ///
     /// # Errors
     /// Certificate generation errors.
     pub fn issue_leaf(
         &self,
-        host: &str,
+        hosts: &[&str],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let kp = KeyPair::generate().map_err(cert_err)?;
-        let mut p = CertificateParams::new(vec![host.to_string()]).map_err(cert_err)?;
+        let mut p = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .map_err(cert_err)?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, host);
+        dn.push(DnType::CommonName, hosts.first().copied().unwrap_or("localhost"));
         p.distinguished_name = dn;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![
@@ -189,12 +202,12 @@ impl Ca {
         Ok((vec![leaf.der().clone(), self.cert_der.clone()], key))
     }
 
-    /// A rustls server config for the gateway host, offering h2 and HTTP/1.1 via ALPN.
+    /// A rustls server config for the hub's hosts, offering h2 and HTTP/1.1 via ALPN.
     ///
     /// # Errors
     /// Leaf issuance or rustls errors.
-    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, TlsError> {
-        let (chain, key) = self.issue_leaf(host)?;
+    pub fn server_config(&self, hosts: &[&str]) -> Result<Arc<ServerConfig>, TlsError> {
+        let (chain, key) = self.issue_leaf(hosts)?;
         let mut cfg =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()?
@@ -217,9 +230,9 @@ mod tests {
     #[test]
     fn init_is_create_once_and_load_checks_host() {
         let d = tempfile::tempdir().unwrap();
-        assert!(init(d.path(), "mcp.hub.internal").unwrap());
+        assert!(init(d.path(), &["mcp.hub.internal", "agents.hub.internal"]).unwrap());
         let pem1 = std::fs::read(cert_path(d.path())).unwrap();
-        assert!(!init(d.path(), "mcp.hub.internal").unwrap());
+        assert!(!init(d.path(), &["mcp.hub.internal"]).unwrap());
         assert_eq!(
             std::fs::read(cert_path(d.path())).unwrap(),
             pem1,
@@ -232,18 +245,22 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let ca = load(d.path()).unwrap();
-        ca.check_host(d.path(), "mcp.hub.internal").unwrap();
-        let e = ca.check_host(d.path(), "other.example").unwrap_err();
-        assert!(e.to_string().contains("constrained"), "{e}");
-        ca.server_config("mcp.hub.internal").unwrap();
+        ca.check_hosts(d.path(), &["mcp.hub.internal", "agents.hub.internal"])
+            .unwrap();
+        let e = ca
+            .check_hosts(d.path(), &["mcp.hub.internal", "other.example"])
+            .unwrap_err();
+        assert!(e.to_string().contains("other.example"), "{e}");
+        ca.server_config(&["mcp.hub.internal", "agents.hub.internal"])
+            .unwrap();
     }
 
     #[test]
     fn ip_hosts_work() {
         let d = tempfile::tempdir().unwrap();
-        init(d.path(), "127.0.0.1").unwrap();
+        init(d.path(), &["127.0.0.1"]).unwrap();
         let ca = load(d.path()).unwrap();
-        ca.check_host(d.path(), "127.0.0.1").unwrap();
-        ca.server_config("127.0.0.1").unwrap();
+        ca.check_hosts(d.path(), &["127.0.0.1"]).unwrap();
+        ca.server_config(&["127.0.0.1"]).unwrap();
     }
 }

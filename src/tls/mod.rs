@@ -20,9 +20,10 @@ pub enum TlsError {
     /// Certificate generation or parsing failed.
     #[error("certificate error: {0}")]
     Cert(String),
-    /// The CA cannot sign for the configured gateway host.
+    /// The CA cannot sign for a configured hub host (`gateway.url`'s or `agent_gateway.url`'s).
     #[error(
-        "the CA in {dir} is constrained to {constrained:?}, not the gateway host {host:?}; move the old CA away and run `mcp-hub ca init`"
+        "the CA in {dir} is constrained to {constrained:?}, not the hub host {host:?} (gateway.url or agent_gateway.url); \
+         a CA is never widened: move the old CA away, run `mcp-hub ca init`, and give devboxes the new ca.pem"
     )]
     WrongHost {
         /// CA directory.

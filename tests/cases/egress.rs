@@ -220,6 +220,7 @@ async fn unknown_sources_and_devboxes_without_policy_get_nothing() {
             addresses: vec!["127.0.0.1".parse().unwrap()],
             network_policy: None,
             mcp: vec![],
+            gateway: vec![],
         }
         .apply(ws)
         .unwrap();

@@ -51,9 +51,9 @@ async fn upstream_connections_are_reused_and_replaced_when_the_server_closes_the
 #[tokio::test]
 async fn https_upstreams_over_http1_and_h2_with_the_operator_ca() {
     let ca_dir = tempfile::tempdir().unwrap();
-    mcp_hub::tls::ca::init(ca_dir.path(), "localhost").unwrap();
+    mcp_hub::tls::ca::init(ca_dir.path(), &["localhost"]).unwrap();
     let ca = mcp_hub::tls::ca::load(ca_dir.path()).unwrap();
-    let both = ca.server_config("localhost").unwrap();
+    let both = ca.server_config(&["localhost"]).unwrap();
     let mut h1_only = (*both).clone();
     h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h2 = Upstream::start_with(&["a.get"], "Bearer k2", Some(both)).await;

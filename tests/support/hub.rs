@@ -171,6 +171,7 @@ impl Hub {
                     .iter()
                     .map(|b| b.parse::<BindingSpec>().unwrap())
                     .collect(),
+                gateway: vec![],
             }
             .apply(ws)
             .unwrap()

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use toml_edit::{Table, value};
 
 use super::{Changed, Delete, Done, ManageError, Workspace, string_array, unbind_where, users};
-use crate::state::devboxes::McpBinding;
 use crate::state::fsutil;
 
 /// Define an upstream MCP server.
@@ -138,7 +137,9 @@ pub fn delete(d: Delete, ws: &mut Workspace) -> Result<Done, ManageError> {
             .ok_or_else(|| ManageError::NotFound(d.name.clone()))?;
         (c.name.clone(), c.id.clone())
     };
-    let matches = |b: &McpBinding| b.mcp_config == name || b.mcp_config == id;
+    let matches = |b: super::Bound<'_>| {
+        b.kind == crate::state::token::Kind::Mcp && (b.config == name || b.config == id)
+    };
     let used = users(ws, matches);
     if !used.is_empty() && !d.force {
         return Err(ManageError::Conflict(format!(

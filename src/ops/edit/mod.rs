@@ -1,6 +1,6 @@
-//! Operator edits behind the CLI and the admin socket, one file per entity: [`mcp_config`] and
-//! [`network_policy`] (in `hub.toml`, comments and formatting kept via toml_edit), [`secret`], and
-//! [`devbox`] (devboxes, their bindings and tokens).
+//! Operator edits behind the CLI and the admin socket, one file per entity: [`mcp_config`],
+//! [`gateway_config`] and [`network_policy`] (in `hub.toml`, comments and formatting kept via
+//! toml_edit), [`secret`], and [`devbox`] (devboxes, their bindings and tokens).
 //!
 //! One layer: each operation is one struct that is at once the CLI's arguments (clap), the admin
 //! socket's payload (serde) and the edit's input, with an `apply` that performs it. No field is copied
@@ -11,6 +11,7 @@
 //! serialised with a lock file so two admins cannot lose each other's changes.
 
 pub mod devbox;
+pub mod gateway_config;
 pub mod mcp_config;
 pub mod network_policy;
 pub mod secret;
@@ -22,7 +23,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, Item};
 
 use crate::config::{self, Config, ConfigError, Paths};
 use crate::runtime::Snapshot;
-use crate::state::devboxes::{Devboxes, McpBinding};
+use crate::state::devboxes::Devboxes;
 use crate::state::secrets::Secrets;
 use crate::state::tokens::Tokens;
 use crate::state::{self, fsutil, load_token_key};
@@ -184,16 +185,18 @@ impl Workspace {
                 "no mcp_config named {name_or_id:?}; see `mcp-hub mcp-config list`"
             ))
         })?;
-        let name = c.name.clone();
+        self.table_index("mcp_configs", &c.name)
+    }
+
+    /// Where `[[key]]` entry `name` is in the document.
+    pub(super) fn table_index(&self, key: &str, name: &str) -> Result<usize, ManageError> {
         self.doc
-            .get("mcp_configs")
+            .get(key)
             .and_then(Item::as_array_of_tables)
-            .ok_or_else(|| ManageError::NotFound("hub.toml has no [[mcp_configs]]".into()))?
+            .ok_or_else(|| ManageError::NotFound(format!("hub.toml has no [[{key}]]")))?
             .iter()
-            .position(|t| t.get("name").and_then(Item::as_str) == Some(name.as_str()))
-            .ok_or_else(|| {
-                ManageError::NotFound(format!("mcp_config {name_or_id:?} not found in the file"))
-            })
+            .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+            .ok_or_else(|| ManageError::NotFound(format!("{key} {name:?} not found in the file")))
     }
 
     pub(super) fn configs_mut(&mut self) -> &mut ArrayOfTables {
@@ -248,12 +251,12 @@ pub(super) fn string_array(items: &[String]) -> Array {
     items.iter().map(String::as_str).collect()
 }
 
-/// `delete NAME [--force]` of an MCP config, a secret or a network policy: refused while something
+/// `delete NAME [--force]` of an MCP or gateway config, a secret or a network policy: refused while something
 /// uses it, unless forced.
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delete {
-    /// Name (or, for an MCP config, id).
+    /// Name (or, for an MCP or gateway config, id).
     pub name: String,
     /// Delete it even in use: the bindings that use a config or secret are removed (their tokens
     /// revoked); the devboxes that use a policy are left without network.
@@ -280,31 +283,62 @@ impl Done {
     }
 }
 
-/// Devbox bindings that use an mcp_config or a secret.
-pub(super) fn users(ws: &Workspace, pred: impl Fn(&McpBinding) -> bool) -> Vec<String> {
+/// One binding of either kind, as the delete checks see it.
+#[derive(Clone, Copy)]
+pub(super) struct Bound<'a> {
+    /// Which gateway it is for.
+    pub(super) kind: crate::state::token::Kind,
+    /// The MCP config or gateway config it names.
+    pub(super) config: &'a str,
+    /// The secret it names.
+    pub(super) secret: &'a str,
+}
+
+/// Every binding of `d`, with its env var.
+fn bound(d: &crate::state::devboxes::Devbox) -> impl Iterator<Item = (&String, Bound<'_>)> {
+    use crate::state::token::Kind;
+    let mcp = d.mcp.iter().map(|(e, b)| {
+        let b = Bound {
+            kind: Kind::Mcp,
+            config: &b.mcp_config,
+            secret: &b.secret,
+        };
+        (e, b)
+    });
+    let agent = d.gateways.iter().map(|(e, b)| {
+        let b = Bound {
+            kind: Kind::Agent,
+            config: &b.gateway_config,
+            secret: &b.secret,
+        };
+        (e, b)
+    });
+    mcp.chain(agent)
+}
+
+/// Devbox bindings that use a config or a secret.
+pub(super) fn users(ws: &Workspace, pred: impl Fn(Bound<'_>) -> bool) -> Vec<String> {
     ws.devboxes
         .list
         .iter()
         .flat_map(|d| {
-            d.mcp
-                .iter()
-                .filter(|(_, b)| pred(b))
+            bound(d)
+                .filter(|(_, b)| pred(*b))
                 .map(move |(env, _)| format!("{}/{env}", d.name))
         })
         .collect()
 }
 
 /// Remove every binding matching `pred` and revoke its token (forced deletes).
-pub(super) fn unbind_where(ws: &mut Workspace, pred: impl Fn(&McpBinding) -> bool) {
+pub(super) fn unbind_where(ws: &mut Workspace, pred: impl Fn(Bound<'_>) -> bool) {
     for d in &mut ws.devboxes.list {
-        let gone: Vec<String> = d
-            .mcp
-            .iter()
-            .filter(|(_, b)| pred(b))
+        let gone: Vec<String> = bound(d)
+            .filter(|(_, b)| pred(*b))
             .map(|(e, _)| e.clone())
             .collect();
         for env in gone {
             d.mcp.remove(&env);
+            d.gateways.remove(&env);
             ws.tokens.revoke(&d.name, &env);
         }
     }
