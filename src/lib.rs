@@ -46,14 +46,18 @@
 //!   edits, validated before they are written.
 //! - [`demo`]: `mcp-hub demo`, the product on its embedded default. `cli` (in the binary): the commands.
 
+pub mod agent;
+pub mod body;
 pub mod config;
 pub mod demo;
 pub mod egress;
+pub mod front;
 pub mod listen;
 pub mod mcp;
 pub mod ops;
 pub mod policy;
 pub mod runtime;
+pub mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -109,7 +109,9 @@ impl Routes {
                 Some(m) => {
                     return Err((
                         i,
-                        format!("{m:?} is not an HTTP method; write it in capitals, e.g. \"POST /v1/messages\""),
+                        format!(
+                            "{m:?} is not an HTTP method; write it in capitals, e.g. \"POST /v1/messages\""
+                        ),
                     ));
                 }
             };
@@ -348,8 +350,13 @@ pub(crate) fn gateway_configs(
                 })
                 .ok(),
         };
-        if let (true, Some((endpoint, origin)), Some(auth), Some(allowed_paths), Some(allowed_models)) =
-            (ok, endpoint, auth, allowed_paths, allowed_models)
+        if let (
+            true,
+            Some((endpoint, origin)),
+            Some(auth),
+            Some(allowed_paths),
+            Some(allowed_models),
+        ) = (ok, endpoint, auth, allowed_paths, allowed_models)
         {
             out.push(Arc::new(GatewayConfig {
                 id,
@@ -418,7 +425,10 @@ pub(crate) fn agent_gateway(
     if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
         issues.push(
             "agent_gateway.max_body_bytes",
-            format!("{max_body_bytes} is out of range; use a value between 1 and {}", 1u64 << 30),
+            format!(
+                "{max_body_bytes} is out of range; use a value between 1 and {}",
+                1u64 << 30
+            ),
         );
     }
     let idle = raw.idle_timeout_ms.unwrap_or(300_000);
@@ -430,9 +440,12 @@ pub(crate) fn agent_gateway(
     }
     Some(AgentGatewaySettings {
         port: url.port_u16().unwrap_or(443),
-        url: format!("https://{}", url.authority().map_or(host.as_str(), |a| a.as_str()))
-            .parse()
-            .unwrap_or(url),
+        url: format!(
+            "https://{}",
+            url.authority().map_or(host.as_str(), |a| a.as_str())
+        )
+        .parse()
+        .unwrap_or(url),
         host,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
         idle_timeout: Duration::from_millis(idle),

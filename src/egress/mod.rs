@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::mcp::gateway::Gateway;
+use crate::front::Front;
 use crate::policy::host::{Target, parse_host, split_host_port};
 use crate::policy::{self, Allowance, Allowed, DenyReason, Verdict};
 use crate::runtime::snapshot::{DevboxView, canonical_ip};
@@ -61,7 +61,7 @@ impl Mode {
 /// The proxy's shared state.
 pub struct Egress {
     state: Arc<Live>,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Front>,
     gateway_tls: Arc<rustls::ServerConfig>,
     /// Addresses the hub's listeners are actually bound to (loop guard, including port-0 binds).
     bound: Vec<SocketAddr>,
@@ -254,7 +254,7 @@ impl Egress {
         bound: Vec<SocketAddr>,
         resolver: Arc<resolve::Resolver>,
     ) -> Self {
-        let gateway = Arc::new(Gateway::new(state.clone()));
+        let gateway = Arc::new(Front::new(state.clone()));
         Self {
             state,
             gateway,
@@ -468,21 +468,21 @@ impl Egress {
         ctx.down = down;
     }
 
-    /// Serve an intercepted gateway connection: TLS with the hub's certificate, then the MCP gateway,
-    /// with the devbox's own source address as the peer.
+    /// Serve an intercepted gateway connection: TLS with the hub's certificate, then the front door
+    /// (the MCP or the agent gateway, by host), with the devbox's own source address as the peer.
     async fn intercept<S>(&self, ctx: &mut ConnCtx, io: S)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.gateway_tls.clone());
         match tokio::time::timeout(
-            crate::mcp::listener::TLS_HANDSHAKE_TIMEOUT,
+            crate::front::listener::TLS_HANDSHAKE_TIMEOUT,
             acceptor.accept(io),
         )
         .await
         {
             Ok(Ok(tls)) => {
-                crate::mcp::listener::serve_one(tls, ctx.source, self.gateway.clone()).await
+                crate::front::listener::serve_one(tls, ctx.source, self.gateway.clone()).await
             }
             _ => {
                 ctx.outcome = Outcome::TlsHandshakeFailed;

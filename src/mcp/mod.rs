@@ -5,11 +5,9 @@ pub mod body;
 pub mod denial;
 pub mod gateway;
 pub mod jsonrpc;
-pub mod listener;
 pub mod relay;
 pub mod respond;
 pub mod session;
-pub mod sse;
 pub mod upstream;
 
 /// MCP header names, as constants: lookups by `HeaderName` skip parsing and hashing a string each time.

@@ -25,8 +25,8 @@ use super::headers as mcp_headers;
 use super::jsonrpc::{self, code};
 use super::respond::{self, Body, BoxError};
 use super::session;
-use super::sse::{self, EventSplitter};
 use crate::runtime::snapshot::Binding;
+use crate::sse::{self, EventSplitter};
 use crate::telemetry::audit::{self, Verdict, Who};
 
 /// Whether an upstream response header is copied to the agent (matched by text, like the request

@@ -3,23 +3,12 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+
 use serde_json::{Value, json};
 
 use super::jsonrpc;
 
-/// Error type of response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Body of every gateway response.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A complete body.
-pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
+pub use crate::body::{Body, BoxError, full};
 
 /// A JSON response.
 pub fn json(status: StatusCode, v: &Value) -> Response<Body> {

@@ -188,7 +188,9 @@ pub fn summary(s: &Snapshot) -> String {
         s.config
             .agent_gateway
             .as_ref()
-            .map_or("(none: no [agent_gateway])".to_string(), |a| a.url.to_string()),
+            .map_or("(none: no [agent_gateway])".to_string(), |a| a
+                .url
+                .to_string()),
     )
 }
 

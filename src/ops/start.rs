@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::ConfigError;
-use crate::mcp::listener::{self, ServeOptions};
+use crate::front::listener::{self, ServeOptions};
 use crate::runtime::{Live, Snapshot};
 use crate::tls::{self, TlsError};
 

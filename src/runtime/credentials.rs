@@ -67,6 +67,16 @@ impl Redactor {
         Self { needles }
     }
 
+    /// Length of the longest form: a stream redacted piece by piece holds back one byte less than this,
+    /// so a secret split across two pieces is still found whole.
+    pub fn longest(&self) -> usize {
+        self.needles
+            .iter()
+            .map(|n| n.needle().len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether `b` contains the secret in any form.
     pub fn contains(&self, b: &[u8]) -> bool {
         self.needles.iter().any(|n| n.find(b).is_some())

@@ -3,6 +3,7 @@
 //! authentication and the credential each binding injects (and scrubs from responses).
 
 pub mod credentials;
+pub mod ledger;
 pub mod snapshot;
 
 pub use snapshot::Snapshot;
@@ -20,6 +21,8 @@ use tokio::sync::watch;
 pub struct Live {
     current: ArcSwap<Snapshot>,
     generation: watch::Sender<u64>,
+    /// Per-binding usage, kept across snapshots.
+    pub ledger: ledger::Ledger,
 }
 
 impl Live {
@@ -28,6 +31,7 @@ impl Live {
         Arc::new(Self {
             current: ArcSwap::from_pointee(snap),
             generation: watch::channel(0).0,
+            ledger: ledger::Ledger::default(),
         })
     }
 

@@ -198,22 +198,41 @@ mod tests {
         let t = key.token(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id);
         let (pid, mac) = parse(Kind::Mcp, &t).unwrap();
         assert_eq!(pid, id);
-        assert!(key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(
+            key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id)
+                .verify(&mac)
+        );
         // SECURITY: the same id under another binding does not verify.
-        assert!(!key.mac(Kind::Mcp, "box2", "GITHUB_MCP_SECRET", &id).verify(&mac));
-        assert!(!key.mac(Kind::Mcp, "box1", "SLACK_MCP_SECRET", &id).verify(&mac));
+        assert!(
+            !key.mac(Kind::Mcp, "box2", "GITHUB_MCP_SECRET", &id)
+                .verify(&mac)
+        );
+        assert!(
+            !key.mac(Kind::Mcp, "box1", "SLACK_MCP_SECRET", &id)
+                .verify(&mac)
+        );
         // Another key does not verify.
         let other = TokenKey::generate().unwrap();
-        assert!(!other.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(
+            !other
+                .mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id)
+                .verify(&mac)
+        );
         // SECURITY: nor does the other kind: an MCP token is no agent-gateway token, whatever its
         // prefix is rewritten to.
-        assert!(!key.mac(Kind::Agent, "box1", "GITHUB_MCP_SECRET", &id).verify(&mac));
+        assert!(
+            !key.mac(Kind::Agent, "box1", "GITHUB_MCP_SECRET", &id)
+                .verify(&mac)
+        );
         assert!(parse(Kind::Agent, &t).is_none());
         let a = key.token(Kind::Agent, "box1", "GITHUB_MCP_SECRET", &id);
         assert!(a.starts_with("gwh_"));
         let relabelled = a.replacen("gwh_", "mcph_", 1);
         let (_, amac) = parse(Kind::Mcp, &relabelled).unwrap();
-        assert!(!key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id).verify(&amac));
+        assert!(
+            !key.mac(Kind::Mcp, "box1", "GITHUB_MCP_SECRET", &id)
+                .verify(&amac)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Audit events: one structured line per tool call and per denial, under the `audit` target.
+//! Audit events: one structured line per tool call, per agent-gateway request and per denial, under the
+//! `audit` target.
 //!
 //! Fields are stable keys so log pipelines can index them. Arguments, results and secrets are never
 //! logged; the token is identified only by its devbox and env var.
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::runtime::snapshot::Binding;
+use crate::runtime::snapshot::{AgentBinding, Binding};
 
 /// Log target for audit lines (`RUST_LOG=audit=info`).
 pub const TARGET: &str = "audit";
@@ -99,6 +100,93 @@ pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &'static str, status:
         reason = reason,
         status = status,
         "request denied"
+    );
+}
+
+/// One agent-gateway request that reached the upstream, written when its response ends (completely, by
+/// an error, or by the client going away).
+pub struct AgentRequest<'a> {
+    /// Client socket address.
+    pub peer: SocketAddr,
+    /// The authenticated binding.
+    pub binding: &'a AgentBinding,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path as the devbox sent it (no query: it may carry parameters, never keys).
+    pub path: &'a str,
+    /// Upstream status.
+    pub status: u16,
+    /// Request body bytes forwarded.
+    pub bytes_in: u64,
+    /// Response body bytes relayed.
+    pub bytes_out: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Model and token usage the response reported.
+    pub usage: &'a crate::agent::usage::Usage,
+    /// `ok`, `client_cancelled`, `upstream_error`, `idle_timeout`.
+    pub outcome: &'static str,
+}
+
+/// Audit and count one agent-gateway request.
+pub fn agent_request(r: &AgentRequest<'_>) {
+    let b = r.binding;
+    let config: Arc<str> = b.config.name.as_str().into();
+    crate::telemetry::metrics::agent_request(&crate::telemetry::metrics::AgentOutcome {
+        config: &config,
+        devbox: &b.devbox,
+        binding: &b.env_var,
+        model: r.usage.model.as_deref(),
+        status: r.status,
+        outcome: r.outcome,
+        input_tokens: r.usage.input_tokens,
+        output_tokens: r.usage.output_tokens,
+    });
+    tracing::info!(
+        target: TARGET,
+        event = "agent_request",
+        client.addr = %r.peer,
+        devbox = &*b.devbox,
+        env_var = &*b.env_var,
+        gateway_config = b.config.name.as_str(),
+        method = r.method,
+        path = r.path,
+        status = r.status,
+        bytes_in = r.bytes_in,
+        bytes_out = r.bytes_out,
+        duration_ms = millis(r.started),
+        model = r.usage.model.as_deref().unwrap_or(""),
+        input_tokens = r.usage.input_tokens,
+        output_tokens = r.usage.output_tokens,
+        outcome = r.outcome,
+        verdict = "allow",
+        "agent request"
+    );
+}
+
+/// An agent-gateway request refused before reaching the upstream.
+pub fn agent_denial(
+    peer: SocketAddr,
+    binding: Option<&AgentBinding>,
+    method: &str,
+    path: &str,
+    reason: &'static str,
+    status: u16,
+) {
+    crate::telemetry::metrics::agent_denied(reason);
+    tracing::info!(
+        target: TARGET,
+        event = "agent_request_denied",
+        client.addr = %peer,
+        devbox = binding.map_or("", |b| &*b.devbox),
+        env_var = binding.map_or("", |b| &*b.env_var),
+        gateway_config = binding.map_or("", |b| b.config.name.as_str()),
+        method = method,
+        path = path,
+        verdict = "deny",
+        reason = reason,
+        status = status,
+        "agent request denied"
     );
 }
 

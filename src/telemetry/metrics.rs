@@ -71,6 +71,25 @@ struct Dns {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentRequest {
+    config: Arc<str>,
+    devbox: Arc<str>,
+    binding: Arc<str>,
+    model: Arc<str>,
+    status: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentTokens {
+    config: Arc<str>,
+    devbox: Arc<str>,
+    binding: Arc<str>,
+    model: Arc<str>,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadResult {
     result: &'static str,
 }
@@ -89,6 +108,9 @@ struct Metrics {
     egress_connections: Family<Connection, Counter>,
     dns_queries: Family<Dns, Counter>,
     reloads: Family<ReloadResult, Counter>,
+    agent_requests: Family<AgentRequest, Counter>,
+    agent_tokens: Family<AgentTokens, Counter>,
+    agent_denials: Family<Reason, Counter>,
     active_tunnels: Gauge,
     active_gateway_connections: Gauge,
 }
@@ -108,6 +130,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         egress_connections: Family::default(),
         dns_queries: Family::default(),
         reloads: Family::default(),
+        agent_requests: Family::default(),
+        agent_tokens: Family::default(),
+        agent_denials: Family::default(),
         active_tunnels: Gauge::default(),
         active_gateway_connections: Gauge::default(),
     };
@@ -155,6 +180,24 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     add(
         &mut m.registry,
+        "agent_requests",
+        "Agent-gateway requests forwarded, by gateway config, devbox, binding, model, status class and outcome",
+        &m.agent_requests,
+    );
+    add(
+        &mut m.registry,
+        "agent_tokens",
+        "Tokens the upstream reported, by gateway config, devbox, binding, model and direction",
+        &m.agent_tokens,
+    );
+    add(
+        &mut m.registry,
+        "agent_gateway_denials",
+        "Agent-gateway requests refused by the hub, by reason",
+        &m.agent_denials,
+    );
+    add(
+        &mut m.registry,
         "active_tunnels",
         "Egress tunnels currently open",
         &m.active_tunnels,
@@ -162,7 +205,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     add(
         &mut m.registry,
         "active_gateway_connections",
-        "Client connections to the MCP gateway currently open",
+        "Client connections to the hub's TLS front door (MCP and agent gateway) currently open",
         &m.active_gateway_connections,
     );
     m
@@ -221,10 +264,12 @@ impl ConfigMetrics {
 
 /// A gateway request refused before any upstream.
 pub fn request_denied(reason: &'static str) {
-    METRICS
-        .gateway_denials
-        .get_or_create(&Reason { reason })
-        .inc();
+    denied(&METRICS.gateway_denials, reason);
+}
+
+/// Count a refusal in `family`, and a token refusal also in `token_failures` (both gateways' tokens).
+fn denied(family: &Family<Reason, Counter>, reason: &'static str) {
+    family.get_or_create(&Reason { reason }).inc();
     if reason.starts_with("token_") {
         METRICS
             .token_failures
@@ -258,6 +303,93 @@ pub fn reload(ok: bool) {
         .reloads
         .get_or_create(&ReloadResult { result })
         .inc();
+}
+
+/// Distinct models named in agent-gateway series before further names count as `model="_other"`
+/// (a model name is what the upstream, or the client, says).
+pub const MAX_MODEL_SERIES: usize = 200;
+
+static MODELS: LazyLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
+    LazyLock::new(Default::default);
+
+fn model_label(model: Option<&str>) -> Arc<str> {
+    let Some(m) = model else {
+        return "".into();
+    };
+    let mut seen = MODELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = seen.get(m) {
+        return known.clone();
+    }
+    if seen.len() >= MAX_MODEL_SERIES {
+        return "_other".into();
+    }
+    let m: Arc<str> = m.into();
+    seen.insert(m.clone());
+    m
+}
+
+/// One forwarded agent-gateway request: counted by binding and model, with the tokens it used.
+pub struct AgentOutcome<'a> {
+    /// Gateway config name.
+    pub config: &'a Arc<str>,
+    /// Devbox name.
+    pub devbox: &'a Arc<str>,
+    /// Binding env var.
+    pub binding: &'a Arc<str>,
+    /// Model, when known.
+    pub model: Option<&'a str>,
+    /// Upstream status.
+    pub status: u16,
+    /// How the exchange ended (`ok`, `client_cancelled`, `upstream_error`, `idle_timeout`).
+    pub outcome: &'static str,
+    /// Input tokens reported.
+    pub input_tokens: u64,
+    /// Output tokens reported.
+    pub output_tokens: u64,
+}
+
+/// Count a forwarded agent-gateway request.
+pub fn agent_request(o: &AgentOutcome<'_>) {
+    let model = model_label(o.model);
+    let status = match o.status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    METRICS
+        .agent_requests
+        .get_or_create(&AgentRequest {
+            config: o.config.clone(),
+            devbox: o.devbox.clone(),
+            binding: o.binding.clone(),
+            model: model.clone(),
+            status,
+            outcome: o.outcome,
+        })
+        .inc();
+    for (direction, n) in [("input", o.input_tokens), ("output", o.output_tokens)] {
+        if n > 0 {
+            METRICS
+                .agent_tokens
+                .get_or_create(&AgentTokens {
+                    config: o.config.clone(),
+                    devbox: o.devbox.clone(),
+                    binding: o.binding.clone(),
+                    model: model.clone(),
+                    direction,
+                })
+                .inc_by(n);
+        }
+    }
+}
+
+/// An agent-gateway request refused by the hub.
+pub fn agent_denied(reason: &'static str) {
+    denied(&METRICS.agent_denials, reason);
 }
 
 /// Open tunnels (+1 when one opens, -1 when it ends).

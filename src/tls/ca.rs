@@ -185,7 +185,10 @@ impl Ca {
         let mut p = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
             .map_err(cert_err)?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, hosts.first().copied().unwrap_or("localhost"));
+        dn.push(
+            DnType::CommonName,
+            hosts.first().copied().unwrap_or("localhost"),
+        );
         p.distinguished_name = dn;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![

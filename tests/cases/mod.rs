@@ -1,3 +1,4 @@
+mod agent;
 mod appliance;
 mod cli;
 mod egress;

@@ -34,7 +34,8 @@ impl Drop for Hub {
 pub(crate) type ConfigSpec<'a> = (&'a str, &'a str, &'a [&'a str]);
 
 impl Hub {
-    /// A hub with these MCP configs and extra `[gateway]` lines.
+    /// A hub with these MCP configs and extra `[gateway]` lines (and, after them, any other sections;
+    /// `{port}` in them is the gateway's port).
     pub(crate) async fn start_with(configs: &[ConfigSpec<'_>], gateway_extra: &str) -> Self {
         mcp_hub::ops::start::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
@@ -42,6 +43,7 @@ impl Hub {
         let addr = listener.local_addr().unwrap();
         let url = format!("https://127.0.0.1:{}/mcp", addr.port());
         let config_file = dir.path().join("hub.toml");
+        let gateway_extra = gateway_extra.replace("{port}", &addr.port().to_string());
         let text = format!(
             "version = 1\n[hub]\nstate_dir = \"state\"\n[gateway]\nlisten = \"{addr}\"\nurl = \"{url}\"\n{gateway_extra}\n"
         );
@@ -142,7 +144,19 @@ impl Hub {
         policy: &str,
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
-        self.create_devbox(name, addresses, Some(policy), bindings)
+        self.create_devbox(name, addresses, Some(policy), bindings, &[])
+    }
+
+    /// Create a devbox with agent-gateway bindings (`ENV=gateway_config:secret`) and a policy; returns
+    /// its whole environment (`ENV_URL` and `ENV` per binding).
+    pub(crate) fn devbox_with_gateways(
+        &self,
+        name: &str,
+        addresses: &[&str],
+        policy: &str,
+        gateways: &[&str],
+    ) -> std::collections::HashMap<String, String> {
+        self.create_devbox(name, addresses, Some(policy), &[], gateways)
     }
 
     /// Create a devbox with `ENV=config:secret` bindings; returns env var -> token.
@@ -152,7 +166,7 @@ impl Hub {
         addresses: &[&str],
         bindings: &[&str],
     ) -> std::collections::HashMap<String, String> {
-        self.create_devbox(name, addresses, None, bindings)
+        self.create_devbox(name, addresses, None, bindings, &[])
     }
 
     fn create_devbox(
@@ -161,6 +175,7 @@ impl Hub {
         addresses: &[&str],
         policy: Option<&str>,
         bindings: &[&str],
+        gateways: &[&str],
     ) -> std::collections::HashMap<String, String> {
         let env = self.edit(|ws| {
             devbox::Create {
@@ -171,7 +186,7 @@ impl Hub {
                     .iter()
                     .map(|b| b.parse::<BindingSpec>().unwrap())
                     .collect(),
-                gateway: vec![],
+                gateway: gateways.iter().map(|b| b.parse().unwrap()).collect(),
             }
             .apply(ws)
             .unwrap()

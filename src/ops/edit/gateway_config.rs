@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use toml_edit::{InlineTable, Table, value};
 
-use super::{Bound, Changed, Delete, Done, ManageError, Workspace, string_array, unbind_where, users};
+use super::{
+    Bound, Changed, Delete, Done, ManageError, Workspace, string_array, unbind_where, users,
+};
 use crate::state::fsutil;
 use crate::state::token::Kind;
 
@@ -207,7 +209,10 @@ impl Update {
                 .auth_key
                 .or_else(|| current.and_then(|(_, k)| k))
                 .filter(|_| kind == AuthType::Header);
-            t.insert("auth_mechanism", value(auth_mechanism(kind, key.as_deref())?));
+            t.insert(
+                "auth_mechanism",
+                value(auth_mechanism(kind, key.as_deref())?),
+            );
         }
         if let Some(d) = self.description {
             t.insert("description", value(d));

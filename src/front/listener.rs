@@ -1,6 +1,6 @@
-//! The gateway listener: accept (bounded by a semaphore), TLS handshake (bounded in time), then HTTP/1.1
-//! or h2 by ALPN, idle connections closed by a per-connection watchdog, all connections drained
-//! gracefully on shutdown.
+//! The front door's listener: accept (bounded by a semaphore), TLS handshake (bounded in time), then
+//! HTTP/1.1 or h2 by ALPN, each request handed to [`Front`], idle connections closed by a
+//! per-connection watchdog, all connections drained gracefully on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,8 +23,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::mcp::gateway::{ConnAuth, Gateway};
-use crate::mcp::respond::{Body, BoxError};
+use super::{Conn, Front};
+use crate::body::{Body, BoxError};
 use crate::runtime::Live;
 
 /// Time a client gets to complete the TLS handshake.
@@ -219,7 +219,7 @@ pub async fn serve_workers(
                             return;
                         }
                     };
-                    let gateway = Arc::new(Gateway::new(state));
+                    let gateway = Arc::new(Front::new(state));
                     serve(listener, gateway, opts, limit, balance, i, async move {
                         let _ = stop.wait_for(|v| *v).await;
                     })
@@ -242,7 +242,7 @@ pub async fn serve_workers(
 /// Serve the gateway on `listener` as worker `me` of `balance` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Front>,
     opts: ServeOptions,
     limit: Arc<Semaphore>,
     balance: Arc<Balance>,
@@ -305,11 +305,11 @@ pub async fn serve(
     }
 }
 
-/// Serve one already-TLS-terminated connection (an intercepted devbox connection) with the gateway.
+/// Serve one already-TLS-terminated connection (an intercepted devbox connection) with the gateways.
 pub async fn serve_one<S>(
     tls: tokio_rustls::server::TlsStream<S>,
     peer: SocketAddr,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Front>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -401,7 +401,7 @@ impl Builders {
         &self,
         io: tokio_rustls::server::TlsStream<S>,
         peer: SocketAddr,
-        gateway: Arc<Gateway>,
+        gateway: Arc<Front>,
         stop: watch::Receiver<bool>,
     ) -> Result<(), hyper::Error>
     where
@@ -411,7 +411,7 @@ impl Builders {
         let idle = gateway.client_timeout();
         let activity = Arc::new(Activity::default());
         let a = activity.clone();
-        let auth = Arc::new(ConnAuth::default());
+        let auth = Arc::new(Conn::default());
         let svc = service_fn(move |req| {
             let request = InFlight::start(&a);
             let gateway = gateway.clone();

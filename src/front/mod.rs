@@ -1,0 +1,108 @@
+//! The hub's TLS front door: one listener (and every intercepted devbox connection) serving both
+//! gateways, told apart per request by host.
+//!
+//! The MCP gateway and the agent gateway share the certificate, the workers, the idle watchdog and the
+//! drain ([`listener`]); [`Front`] hands each request to the gateway its host names. Routing is per
+//! request, not per connection: a client may reuse one h2 connection for both hosts (they share a
+//! certificate and an address), and each request still reaches the gateway it names.
+
+pub mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+
+use crate::body::Body;
+use crate::mcp::gateway::{ConnAuth, Gateway as McpGateway};
+use crate::runtime::Live;
+
+/// Both gateways of one worker.
+pub struct Front {
+    state: Arc<Live>,
+    mcp: McpGateway,
+    agent: crate::agent::Gateway,
+}
+
+/// What a connection keeps between its requests.
+#[derive(Default)]
+pub struct Conn {
+    /// The MCP gateway's verified token cache.
+    mcp: ConnAuth,
+}
+
+impl Front {
+    /// Both gateways, serving whatever snapshot `state` holds at each request.
+    pub fn new(state: Arc<Live>) -> Self {
+        Self {
+            mcp: McpGateway::new(state.clone()),
+            agent: crate::agent::Gateway::new(state.clone()),
+            state,
+        }
+    }
+
+    /// How long a client may take to send a request, and may keep a connection idle.
+    pub fn client_timeout(&self) -> std::time::Duration {
+        self.state.load().config.gateway.client_timeout
+    }
+
+    /// Serve one request from `peer` with the gateway its host names; anything that is not the agent
+    /// gateway's host goes to the MCP gateway, which refuses hosts that are not its own.
+    pub async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        conn: &Conn,
+    ) -> Response<Body> {
+        if self.is_agent(&req) {
+            return self.agent.handle(req, peer).await;
+        }
+        self.mcp.handle(req, peer, &conn.mcp).await
+    }
+
+    fn is_agent<B>(&self, req: &Request<B>) -> bool {
+        let snap = self.state.load();
+        let Some(a) = &snap.config.agent_gateway else {
+            return false;
+        };
+        request_host(req).is_some_and(|h| h.eq_ignore_ascii_case(&a.host))
+    }
+}
+
+/// The host a request names: h2's `:authority` (in the URI), else `Host`, without port or brackets.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(http::header::HOST)?.to_str().ok()?,
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    Some(host.strip_suffix('.').unwrap_or(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_read_from_authority_or_host() {
+        let r = Request::get("https://Agents.Hub.Internal:8443/v1/messages")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&r), Some("Agents.Hub.Internal"));
+        let r = Request::get("/v1/messages")
+            .header("host", "agents.hub.internal.")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&r), Some("agents.hub.internal"));
+        let r = Request::get("/")
+            .header("host", "[fd00::1]:8443")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&r), Some("fd00::1"));
+        let r = Request::get("/").body(()).unwrap();
+        assert_eq!(request_host(&r), None);
+    }
+}
