@@ -100,7 +100,15 @@ impl Gateway {
         if !b.policy.as_ref().is_some_and(|p| p.allow_agent_gateway) {
             return Err(Refusal::PolicyForbids);
         }
-        let path = check_path(&parts.uri)?;
+        let prefix = self
+            .state
+            .load()
+            .config
+            .agent_gateway
+            .as_ref()
+            .map(|a| a.path_prefix.clone())
+            .unwrap_or_default();
+        let path = check_path(parts.uri.path(), &prefix)?;
         if let Some(routes) = &b.config.allowed_paths {
             if !routes.allows(&parts.method, path) {
                 return Err(Refusal::PathNotAllowed);
@@ -253,7 +261,8 @@ fn refuse(
     r.respond(dialect, binding.map(|b| b.config.name.as_str()))
 }
 
-/// Stage check_path: the path as the devbox sent it, if the upstream can only read it one way.
+/// Stage check_path: the path as the devbox sent it (below the agent gateway's own path prefix, if it
+/// has one), if the upstream can only read it one way.
 ///
 /// SECURITY: the path is appended to the config's base path (`/v1` of `https://api.openai.com/v1`) and
 /// matched against `allowed_paths`. A dot segment (`/../admin`), or a dot or slash spelled in percent
@@ -262,8 +271,12 @@ fn refuse(
 ///
 /// # Errors
 /// `InvalidPath`.
-fn check_path(uri: &Uri) -> Result<&str, Refusal> {
-    let p = uri.path();
+fn check_path<'p>(path: &'p str, prefix: &str) -> Result<&'p str, Refusal> {
+    let p = match path.strip_prefix(prefix) {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => return Err(Refusal::InvalidPath),
+    };
     if !p.starts_with('/') {
         return Err(Refusal::InvalidPath);
     }
@@ -377,7 +390,7 @@ mod tests {
     #[test]
     fn paths_an_upstream_could_read_otherwise_are_refused() {
         for ok in ["/v1/messages", "/", "/v1/models/claude-3.5", "/a/b..c"] {
-            assert!(check_path(&ok.parse().unwrap()).is_ok(), "{ok}");
+            assert!(check_path(ok, "").is_ok(), "{ok}");
         }
         for bad in [
             "/v1/../admin",
@@ -388,12 +401,13 @@ mod tests {
             "/v1/%2E./x",
             "/v1/%5cadmin",
         ] {
-            assert_eq!(
-                check_path(&bad.parse().unwrap()),
-                Err(Refusal::InvalidPath),
-                "{bad}"
-            );
+            assert_eq!(check_path(bad, ""), Err(Refusal::InvalidPath), "{bad}");
         }
+        assert_eq!(
+            check_path("/agents/v1/messages", "/agents"),
+            Ok("/v1/messages")
+        );
+        assert_eq!(check_path("/agents", "/agents"), Ok("/"));
     }
 
     #[test]

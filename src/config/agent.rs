@@ -27,6 +27,10 @@ pub struct AgentGatewaySettings {
     pub host: String,
     /// Its port (443 when the URL names none): what the egress proxy intercepts.
     pub port: u16,
+    /// The URL's path without a trailing `/` (normally empty). Only needed when the agent gateway
+    /// shares the MCP gateway's host (the demo, on `localhost`): requests under it are the agent
+    /// gateway's, with the prefix removed.
+    pub path_prefix: String,
     /// Largest request body forwarded (413 above): long contexts and images.
     pub max_body_bytes: usize,
     /// Longest silence allowed while waiting for the upstream's response head, and between two pieces of
@@ -378,7 +382,7 @@ pub(crate) fn gateway_configs(
 
 pub(crate) fn agent_gateway(
     raw: &RawAgentGateway,
-    mcp_host: &str,
+    mcp_host: &super::GatewaySettings,
     issues: &mut Issues<'_>,
 ) -> Option<AgentGatewaySettings> {
     let Some(u) = raw.url.as_deref() else {
@@ -407,19 +411,30 @@ pub(crate) fn agent_gateway(
         );
         return None;
     };
-    if url.query().is_some() || !matches!(url.path(), "" | "/") {
+    if url.query().is_some() {
         issues.push(
             "agent_gateway.url",
-            format!("{u:?} must have no path or query: clients append the API's paths to it"),
+            format!("{u:?} must have no query: clients append the API's paths to it"),
         );
         return None;
     }
-    if host == mcp_host {
-        issues.push(
-            "agent_gateway.url",
-            format!("{host:?} is the MCP gateway's host; give the agent gateway its own name (both are on the hub's certificate)"),
-        );
-        return None;
+    let path_prefix = url.path().trim_end_matches('/').to_string();
+    if host == mcp_host.host {
+        // One host for both gateways: told apart by path, so the paths must not overlap.
+        let mcp = mcp_host.path.trim_end_matches('/');
+        let overlap = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/")) || b.is_empty();
+        if path_prefix.is_empty() || overlap(&path_prefix, mcp) || overlap(mcp, &path_prefix) {
+            issues.push(
+                "agent_gateway.url",
+                format!(
+                    "{u:?} has the MCP gateway's host; give it a host of its own (both go on the hub's \
+                     certificate), or a path beside the MCP gateway's {:?}, e.g. \"https://{host}:{}/agents\"",
+                    mcp_host.path,
+                    url.port_u16().unwrap_or(443)
+                ),
+            );
+            return None;
+        }
     }
     let max_body_bytes = raw.max_body_bytes.unwrap_or(32 << 20);
     if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
@@ -441,12 +456,13 @@ pub(crate) fn agent_gateway(
     Some(AgentGatewaySettings {
         port: url.port_u16().unwrap_or(443),
         url: format!(
-            "https://{}",
+            "https://{}{path_prefix}",
             url.authority().map_or(host.as_str(), |a| a.as_str())
         )
         .parse()
         .unwrap_or(url),
         host,
+        path_prefix,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
         idle_timeout: Duration::from_millis(idle),
     })

@@ -206,7 +206,11 @@ impl Config {
     /// names them and the CA is constrained to them.
     pub fn hub_hosts(&self) -> Vec<&str> {
         let mut h = vec![self.gateway.host.as_str()];
-        if let Some(a) = &self.agent_gateway {
+        if let Some(a) = self
+            .agent_gateway
+            .as_ref()
+            .filter(|a| a.host != self.gateway.host)
+        {
             h.push(a.host.as_str());
         }
         h

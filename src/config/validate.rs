@@ -505,7 +505,7 @@ pub(crate) fn config(
     let mcp_configs = mcp_configs(raws, issues);
     let agent_gateway = ag
         .as_ref()
-        .and_then(|a| super::agent::agent_gateway(a, &gateway.host, issues));
+        .and_then(|a| super::agent::agent_gateway(a, &gateway, issues));
     let gateway_configs = super::agent::gateway_configs(gwc, issues);
     let egress = egress(&eg, issues);
     let network_policies = network_policies(np, issues);

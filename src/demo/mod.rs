@@ -1,6 +1,8 @@
-//! `mcp-hub demo`: the hub on loopback with its embedded default configuration (`conf/demo.toml`) and a
-//! built-in sample upstream MCP server, plus copy-paste commands that work as printed.
+//! `mcp-hub demo`: the hub on loopback with its embedded default configuration (`conf/demo.toml`), a
+//! built-in sample upstream MCP server and a sample model behind the agent gateway, plus copy-paste
+//! commands that work as printed.
 
+pub mod llm;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -131,6 +133,7 @@ pub fn write_config(
     dir: &Path,
     gateway: SocketAddr,
     upstream: SocketAddr,
+    model: SocketAddr,
 ) -> anyhow::Result<PathBuf> {
     let mut doc: DocumentMut = DEMO_CONFIG.parse().context("embedded demo config")?;
     doc["gateway"]["listen"] = value(gateway.to_string());
@@ -145,14 +148,25 @@ pub fn write_config(
     {
         c["endpoint"] = value(format!("http://{upstream}/mcp"));
     }
+    doc["agent_gateway"]["url"] = value(format!(
+        "https://{}:{}/agents",
+        gateway_host(gateway),
+        gateway.port()
+    ));
+    if let Some(c) = doc["gateway_configs"]
+        .as_array_of_tables_mut()
+        .and_then(|a| a.get_mut(0))
+    {
+        c["endpoint"] = value(format!("http://{model}"));
+    }
     let path = dir.join("hub.toml");
     fsutil::write_atomic(&path, doc.to_string().as_bytes(), 0o640)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
-/// The demo upstream's secret: reuse the stored one so tokens and files stay stable between runs.
-fn demo_secret(dir: &Path) -> anyhow::Result<String> {
+/// A demo secret: reuse the stored one so tokens and files stay stable between runs.
+fn demo_secret(dir: &Path, name: &str) -> anyhow::Result<String> {
     let p = dir.join("state").join("secrets.toml");
     let s = Secrets::load(&p).map_err(|e| {
         anyhow::anyhow!(
@@ -163,32 +177,47 @@ fn demo_secret(dir: &Path) -> anyhow::Result<String> {
                 .join("; ")
         )
     })?;
-    match s.map.get("GITHUB_MCP_TOKEN") {
+    match s.map.get(name) {
         Some(v) => Ok(v.value.expose_secret().to_string()),
         None => random_secret(),
     }
 }
 
-/// Set everything up: sample upstream, config, secret, devbox and token.
+/// The demo devbox's binding to the sample model.
+fn model_binding() -> devbox::GatewaySpec {
+    devbox::GatewaySpec {
+        env_var: "ANTHROPIC".into(),
+        gateway_config: "sample-anthropic".into(),
+        secret: "ANTHROPIC_KEY".into(),
+    }
+}
+
+/// Set everything up: sample upstream and model, config, secrets, devbox and tokens.
 ///
 /// # Errors
 /// File or validation errors.
 pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup> {
     fsutil::ensure_dir(dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
     retire_stale_ca(dir, &gateway_host(gateway))?;
-    let secret = demo_secret(dir)?;
+    let secret = demo_secret(dir, "GITHUB_MCP_TOKEN")?;
+    let model_key = demo_secret(dir, "ANTHROPIC_KEY")?;
     let upstream = upstream::spawn(&secret)
         .await
         .context("starting the sample upstream")?;
-    let config_file = write_config(dir, gateway, upstream)?;
+    let model = llm::spawn(&model_key)
+        .await
+        .context("starting the sample model")?;
+    let config_file = write_config(dir, gateway, upstream, model)?;
     let mut ws = Workspace::load(&config_file)?;
     let _lock = edit::lock(ws.paths())?;
-    secret::Create {
-        name: "GITHUB_MCP_TOKEN".into(),
-        replace: true,
-        value: secret::Value(secret),
+    for (name, value) in [("GITHUB_MCP_TOKEN", secret), ("ANTHROPIC_KEY", model_key)] {
+        secret::Create {
+            name: name.into(),
+            replace: true,
+            value: secret::Value(value),
+        }
+        .apply(&mut ws)?;
     }
-    .apply(&mut ws)?;
     if ws.devboxes.get(DEMO_DEVBOX).is_none() {
         let b = BindingSpec {
             env_var: "GITHUB_MCP_SECRET".into(),
@@ -198,17 +227,39 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
         devbox::Create {
             name: DEMO_DEVBOX.into(),
             addresses: Vec::new(),
-            network_policy: None,
+            network_policy: Some("demo".into()),
             mcp: vec![b],
-            gateway: Vec::new(),
+            gateway: vec![model_binding()],
         }
         .apply(&mut ws)?;
-    } else if ws.tokens.get(DEMO_DEVBOX, "GITHUB_MCP_SECRET").is_none() {
-        devbox::Binding {
+    } else {
+        // A demo directory from an earlier run (maybe of an older version): bring it up to date.
+        devbox::SetPolicy {
             name: DEMO_DEVBOX.into(),
-            env_var: "GITHUB_MCP_SECRET".into(),
+            policy: Some("demo".into()),
         }
-        .rotate(&mut ws)?;
+        .apply(&mut ws)?;
+        if ws
+            .devboxes
+            .get(DEMO_DEVBOX)
+            .is_some_and(|d| !d.gateways.contains_key("ANTHROPIC"))
+        {
+            devbox::Bind {
+                name: DEMO_DEVBOX.into(),
+                mcp: Vec::new(),
+                gateway: vec![model_binding()],
+            }
+            .apply(&mut ws)?;
+        }
+        for env_var in ["GITHUB_MCP_SECRET", "ANTHROPIC"] {
+            if ws.tokens.get(DEMO_DEVBOX, env_var).is_none() {
+                devbox::Binding {
+                    name: DEMO_DEVBOX.into(),
+                    env_var: env_var.into(),
+                }
+                .rotate(&mut ws)?;
+            }
+        }
     }
     let env = devbox::env(&ws, DEMO_DEVBOX)?;
     let ca_file = crate::tls::ca::cert_path(&ws.paths().ca_dir);
@@ -223,7 +274,8 @@ pub async fn setup(dir: &Path, gateway: SocketAddr) -> anyhow::Result<DemoSetup>
 /// The text `mcp-hub demo` prints.
 pub fn instructions(s: &DemoSetup) -> String {
     let mut out = String::from(
-        "mcp-hub demo: the gateway is running with a sample GitHub-like MCP server behind it.\n\n",
+        "mcp-hub demo: the MCP gateway is running with a sample GitHub-like MCP server behind it, and the \
+         agent gateway with a sample model (a fixture speaking the Anthropic Messages API, canned replies).\n\n",
     );
     out.push_str(
         "# The devbox's environment (what `devbox env demo` prints), and the CA it must trust:\n",
@@ -247,6 +299,10 @@ pub fn instructions(s: &DemoSetup) -> String {
     );
     out.push_str("export NODE_EXTRA_CA_CERTS=\"$CA\"\n");
     out.push_str("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\"\n\n");
+    out.push_str("# Call the model through the agent gateway: the devbox holds only $ANTHROPIC, a hub token; the hub\n# injects the sample model's real key:\n");
+    out.push_str("curl -sS --cacert \"$CA\" \"$ANTHROPIC_URL/v1/messages\" -H \"x-api-key: $ANTHROPIC\" -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' -d '{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n\n");
+    out.push_str("# A whole agent turn, model call and MCP tool call both through the hub (after the `claude mcp add` above):\n");
+    out.push_str("ANTHROPIC_BASE_URL=\"$ANTHROPIC_URL\" ANTHROPIC_API_KEY=\"$ANTHROPIC\" CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \\\n  claude -p 'What does issue 1 say?' --allowedTools mcp__github__github_get_issue\n\n");
     out.push_str(&format!(
         "# Manage it like a real deployment, while it runs:\n{} --config {} devbox list\n\nPress Ctrl-C to stop.\n",
         s.command,

@@ -66,7 +66,16 @@ impl Front {
             return false;
         };
         request_host(req).is_some_and(|h| h.eq_ignore_ascii_case(&a.host))
+            && under(req.uri().path(), &a.path_prefix)
     }
+}
+
+/// Whether `path` is `prefix` or below it (every path is below the empty prefix).
+pub fn under(path: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The host a request names: h2's `:authority` (in the URI), else `Host`, without port or brackets.
@@ -104,5 +113,8 @@ mod tests {
         assert_eq!(request_host(&r), Some("fd00::1"));
         let r = Request::get("/").body(()).unwrap();
         assert_eq!(request_host(&r), None);
+        assert!(under("/agents/v1/messages", "/agents") && under("/agents", "/agents"));
+        assert!(!under("/agentsx/v1", "/agents") && !under("/mcp", "/agents"));
+        assert!(under("/anything", ""));
     }
 }

@@ -259,7 +259,7 @@ fn demo_prints_commands_that_work_as_printed() {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(replies.len(), 3, "{stdout}");
+    assert_eq!(replies.len(), 4, "{stdout}");
     let names: Vec<&str> = replies[0]["result"]["tools"]
         .as_array()
         .unwrap()
@@ -277,6 +277,16 @@ fn demo_prints_commands_that_work_as_printed() {
         replies[2]["error"]["message"],
         "Unknown tool: github.delete_repo"
     );
+    // The model call through the agent gateway, answered by the sample model with the key the hub
+    // injected.
+    assert_eq!(replies[3]["type"], "message", "{stdout}");
+    assert!(
+        replies[3]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("through the agent gateway")
+    );
+    assert!(out.contains("export ANTHROPIC=gwh_"), "{out}");
     assert!(out.contains("claude mcp add github --transport http \"$RL_MCP_URL\" --header \"Authorization: Bearer $GITHUB_MCP_SECRET\""));
     // A DNS name: Claude Code's TLS stack rejects CAs with IP-address name constraints.
     assert!(

@@ -269,10 +269,12 @@ async fn server_everything_upstream() {
     server.kill().await.ok();
 }
 
-/// Claude Code, the client most users register the hub with: the demo's printed commands, run as printed.
+/// Claude Code, the client most users register the hub with: the demo's printed commands, run as printed:
+/// `claude mcp add`, `claude mcp list`, then a headless turn in which the (fixture) model asks for an MCP
+/// tool and answers with its result, model and tool calls both through the hub.
 /// (It found that its TLS stack rejects CAs with IP-address name constraints; the demo uses localhost.)
 #[tokio::test]
-async fn claude_code_connects_to_the_demo_as_printed() {
+async fn claude_code_runs_the_demo_as_printed() {
     let Some(dir) = interop_dir() else { return };
     let claude = dir.join("node_modules/.bin/claude");
     let tmp = tempfile::tempdir().unwrap();
@@ -285,11 +287,19 @@ async fn claude_code_connects_to_the_demo_as_printed() {
             tmp.path().join("demo").to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut log = BufReader::new(demo.stderr.take().unwrap()).lines();
+    let audit = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(l)) = log.next_line().await {
+            all.push(l);
+        }
+        all
+    });
     let mut vars = std::collections::HashMap::new();
     while let Some(l) = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
@@ -312,7 +322,10 @@ async fn claude_code_connects_to_the_demo_as_printed() {
             .env("HOME", &home)
             .env("NODE_EXTRA_CA_CERTS", &vars["CA"])
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_TELEMETRY", "1");
+            .env("DISABLE_TELEMETRY", "1")
+            // As printed: the model through the agent gateway, with the devbox's token as the key.
+            .env("ANTHROPIC_BASE_URL", &vars["ANTHROPIC_URL"])
+            .env("ANTHROPIC_API_KEY", &vars["ANTHROPIC"]);
         c.output()
     };
     let add = run(vec![
@@ -345,5 +358,104 @@ async fn claude_code_connects_to_the_demo_as_printed() {
         "claude mcp list: {out}{}",
         String::from_utf8_lossy(&list.stderr)
     );
+    let turn = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(vec![
+            "-p".into(),
+            "What does issue 1 say?".into(),
+            "--allowedTools".into(),
+            "mcp__github__github_get_issue".into(),
+        ]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let out = String::from_utf8_lossy(&turn.stdout);
+    // The issue's text exists only in the MCP server; it reaches the answer only if the model's tool
+    // request went through the MCP gateway and its result back through the agent gateway.
+    assert!(
+        turn.status.success() && out.contains("#1 Welcome to the mcp-hub demo"),
+        "claude -p: {out}{}",
+        String::from_utf8_lossy(&turn.stderr)
+    );
     demo.kill().await.ok();
+    let lines = audit.await.unwrap();
+    let count = |event: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("event=\"{event}\"")))
+            .count()
+    };
+    assert!(count("agent_request") >= 2, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("event=\"tool_call\"") && l.contains("github.get_issue")),
+        "{lines:#?}"
+    );
+}
+
+/// The official Anthropic and OpenAI Python SDKs through the agent gateway, JSON and streaming, against
+/// an upstream that demands the real key and logs what it received.
+#[tokio::test]
+async fn llm_sdks_call_through_the_agent_gateway() {
+    let Some(dir) = interop_dir() else { return };
+    let lab = super::agent::Lab::start().await;
+    let out = Command::new(dir.join("venv/bin/python"))
+        .args([
+            &script("llm_client.py"),
+            &lab.env["ANTHROPIC_URL"],
+            &lab.env["ANTHROPIC"],
+            &lab.env["OPENAI_URL"],
+            &lab.env["OPENAI"],
+        ])
+        .env("SSL_CERT_FILE", &lab.hub.ca_file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "llm_client.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hello = "Hello from the fixture upstream.";
+    assert_eq!(v["anthropic_json"]["text"], hello, "{v}");
+    assert_eq!(v["anthropic_json"]["input_tokens"], 11);
+    assert_eq!(v["anthropic_stream"]["text"], hello);
+    assert_eq!(v["anthropic_429"]["status"], 429);
+    assert_eq!(v["anthropic_429"]["retry_after"], "7");
+    assert_eq!(v["anthropic_401"]["type"], "authentication_error");
+    assert_eq!(v["openai_json"]["text"], hello);
+    assert_eq!(v["openai_stream"]["text"], hello);
+    assert_eq!(v["openai_stream"]["total_tokens"], 13);
+    // What the upstream received: the real key on every request, the devbox's token on none.
+    let seen = lab.seen();
+    let requests: Vec<&Value> = seen.iter().filter(|e| e["event"] == "request").collect();
+    assert!(requests.len() >= 6, "{seen:?}");
+    for r in &requests {
+        let h = &r["headers"];
+        let key = h["x-api-key"].as_str().map(str::to_string).or_else(|| {
+            h["authorization"]
+                .as_str()
+                .map(|a| a.replace("Bearer ", ""))
+        });
+        assert!(
+            key.is_some_and(|k| k.starts_with("sk-ant-fixture-REAL")),
+            "{r}"
+        );
+        assert!(
+            !r.to_string().contains("gwh_"),
+            "a token reached the upstream: {r}"
+        );
+    }
+    // The SDK gave up on the slow stream; the upstream saw its request cancelled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lab.seen().iter().any(|e| e["event"] == "cancelled") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cancel reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
