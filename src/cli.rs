@@ -69,6 +69,16 @@ pub(crate) enum Command {
         #[arg(long, env = "MCP_HUB_SAMPLE_SECRET", hide_env_values = true)]
         secret: String,
     },
+    /// Serve only the demo's sample model, a fixture speaking the Anthropic Messages API with canned
+    /// replies (for smoke tests and benchmarks).
+    SampleModel {
+        /// Address to listen on (plain HTTP).
+        #[arg(long, default_value = "127.0.0.1:3901")]
+        listen: SocketAddr,
+        /// The x-api-key it requires.
+        #[arg(long, env = "MCP_HUB_SAMPLE_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// The hub's certificate authority.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -236,6 +246,14 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     s.live_bindings()
                 );
             }
+            Ok(())
+        }
+        Command::SampleModel { listen, key } => {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!("sample model (fixture) on http://{}", l.local_addr()?);
+            mcp_hub::demo::llm::SampleModel::new(&key).serve(l).await;
             Ok(())
         }
         Command::SampleUpstream { listen, secret } => {

@@ -121,6 +121,8 @@ state_dir = "state"
 [gateway]
 listen = "127.0.0.1:8443"
 url = "https://mcp.hub.internal/mcp"
+[agent_gateway]
+url = "https://agents.hub.internal"
 [egress]
 # Dual-stack: IPv4 devbox connections arrive as ::ffff:a.b.c.d, IPv6 ones as themselves.
 transparent_listen = "[::]:15001"
@@ -136,6 +138,7 @@ name = "dev"
 # hubself.test and hubnew.test name the hub host itself (never a destination, on any port).
 allowed_hostnames = ["allowed.test", "allowed6.test", "private.test", "rebind.test", "hubself.test", "hubnew.test"]
 allow_mcp_gateway = true
+allow_agent_gateway = true
 
 [[network_policies]]
 name = "locked"
@@ -155,7 +158,12 @@ struct World {
     token: String,
     /// The hub CA's certificate.
     ca: String,
+    /// dbx's `ANTHROPIC_URL` and `ANTHROPIC`.
+    agent_env: Vec<(String, String)>,
 }
+
+/// The sample model's real key, which must never be seen inside a devbox.
+const MODEL_KEY: &str = "sk-netns-model-REAL-key";
 
 /// Build the lab (`None` without root: skipped locally, required under CI). `tag` keeps the
 /// namespaces of tests running side by side apart.
@@ -233,7 +241,8 @@ fn world(tag: &str) -> Option<World> {
         "10.88.0.1",
     ]);
     // Devboxes point every name at the hub; the hub knows where things really are.
-    let names = "mcp.hub.internal allowed.test denied.test private.test rebind.test";
+    let names =
+        "mcp.hub.internal agents.hub.internal allowed.test denied.test private.test rebind.test";
     for (ns, dev, addr) in [
         (&hub, "vd0", "fd77::1/64"),
         (&hub, "vw", "fd88::1/64"),
@@ -369,6 +378,28 @@ fn world(tag: &str) -> Option<World> {
         .unwrap();
     std::io::Write::write_all(sc.stdin.as_mut().unwrap(), b"netns-upstream-secret").unwrap();
     assert!(sc.wait().unwrap().success());
+    ok(&[
+        BIN,
+        "--config",
+        c,
+        "gateway-config",
+        "create",
+        "--name",
+        "model",
+        "--endpoint",
+        "http://127.0.0.1:3901",
+        "--auth-type",
+        "header",
+        "--auth-key",
+        "x-api-key",
+    ]);
+    let mut sc = Command::new(BIN)
+        .args(["--config", c, "secret", "create", "MODEL_KEY"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(sc.stdin.as_mut().unwrap(), MODEL_KEY.as_bytes()).unwrap();
+    assert!(sc.wait().unwrap().success());
     let env = ok(&[
         BIN,
         "--config",
@@ -384,12 +415,25 @@ fn world(tag: &str) -> Option<World> {
         "dev",
         "--mcp",
         "GITHUB_MCP_SECRET=github:GH",
+        "--gateway",
+        "ANTHROPIC=model:MODEL_KEY",
     ]);
     let token = env
         .lines()
         .find_map(|l| l.strip_prefix("GITHUB_MCP_SECRET="))
         .unwrap()
         .to_string();
+    // SECURITY: the devbox's whole environment holds no real credential.
+    assert!(
+        !env.contains(MODEL_KEY) && !env.contains("netns-upstream-secret"),
+        "{env}"
+    );
+    let agent_env: Vec<(String, String)> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("ANTHROPIC"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     ok(&[
         BIN,
         "--config",
@@ -401,6 +445,8 @@ fn world(tag: &str) -> Option<World> {
         "10.77.1.2",
         "--network-policy",
         "locked",
+        "--gateway",
+        "ANTHROPIC=model:MODEL_KEY",
     ]);
     let rules = ok(&[BIN, "--config", c, "firewall"]);
     std::fs::write(d.join("rules.nft"), &rules).unwrap();
@@ -415,6 +461,12 @@ fn world(tag: &str) -> Option<World> {
         &[BIN, "sample-upstream", "--listen", "127.0.0.1:3900"],
         &[("MCP_HUB_SAMPLE_SECRET", "netns-upstream-secret")],
         "upstream.log",
+    );
+    lab.spawn(
+        "hub",
+        &[BIN, "sample-model", "--listen", "127.0.0.1:3901"],
+        &[("MCP_HUB_SAMPLE_KEY", MODEL_KEY)],
+        "model.log",
     );
     lab.spawn(
         "hub",
@@ -437,7 +489,13 @@ fn world(tag: &str) -> Option<World> {
         });
     }
     let ca = d.join("state/ca/ca.pem").to_str().unwrap().to_string();
-    Some(World { lab, d, token, ca })
+    Some(World {
+        lab,
+        d,
+        token,
+        ca,
+        agent_env,
+    })
 }
 
 /// A named check on the running lab. Checks run in this order; each can also run alone
@@ -461,6 +519,10 @@ const CHECKS: &[Check] = &[
     (
         "the_mcp_gateway_is_intercepted_and_served",
         the_mcp_gateway_is_intercepted_and_served,
+    ),
+    (
+        "the_agent_gateway_is_intercepted_with_allow_agent_gateway_only",
+        the_agent_gateway_is_intercepted_with_allow_agent_gateway_only,
     ),
     (
         "the_explicit_proxy_decides_alike",
@@ -756,6 +818,72 @@ fn the_mcp_gateway_is_intercepted_and_served(w: &mut World) {
             text(&o)
         );
     }
+}
+
+fn the_agent_gateway_is_intercepted_with_allow_agent_gateway_only(w: &mut World) {
+    let (lab, ca) = (&w.lab, w.ca.as_str());
+    let var = |k: &str| {
+        w.agent_env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let (url, token) = (var("ANTHROPIC_URL"), var("ANTHROPIC"));
+    assert_eq!(url, "https://agents.hub.internal");
+    let call = |ns: &str, via_proxy: bool| {
+        let mut args = vec![
+            "-i".to_string(),
+            "--cacert".into(),
+            ca.to_string(),
+            format!("{url}/v1/messages"),
+            "-H".into(),
+            format!("x-api-key: {token}"),
+            "-H".into(),
+            "anthropic-version: 2023-06-01".into(),
+            "-H".into(),
+            "content-type: application/json".into(),
+            "-d".into(),
+            r#"{"model":"claude-x","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#
+                .into(),
+        ];
+        if via_proxy {
+            args.splice(0..0, ["-x".to_string(), "http://10.77.0.1:3128".into()]);
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(lab, ns, &a)
+    };
+    // dbx (allow_agent_gateway): the agent gateway's host is intercepted and served by the hub, which
+    // injects the model's real key; transparently and through HTTPS_PROXY alike.
+    for via_proxy in [false, true] {
+        let o = call("dbx", via_proxy);
+        assert!(
+            text(&o).contains("200") && text(&o).contains("through the agent gateway"),
+            "proxy {via_proxy}: {}",
+            text(&o)
+        );
+    }
+    let out = dig(lab, "dbx", "agents.hub.internal");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("\t10.77.0.1"),
+        "{out}"
+    );
+    // dbx2 (no allow_agent_gateway): refused at the connection, the name not even answered.
+    let o = call("dbx2", false);
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = dig(lab, "dbx2", "agents.hub.internal");
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let log = lab.log("hub.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("10.77.1.2") && l.contains("agent_gateway_not_allowed")),
+        "{log}"
+    );
+    // SECURITY: the provider itself is not reachable with allow_agent_gateway: it is no allowed host.
+    let o = curl(lab, "dbx", &["-k", "https://api.anthropic.com/v1/messages"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // The model's key was used on the host and never seen in the devbox's answers.
+    assert!(!text(&call("dbx", false)).contains(MODEL_KEY));
 }
 
 fn the_explicit_proxy_decides_alike(w: &mut World) {
