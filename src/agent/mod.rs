@@ -8,7 +8,7 @@
 //! Nothing reaches the upstream before every check has passed, and the devbox's token never does: the
 //! bound secret is put where the config says, and echoes of it are scrubbed from what comes back.
 //!
-//! Every refusal goes through [`Gateway::refuse`], the one exit that audits, counts and answers it in the
+//! Every refusal goes through `refuse`, the one exit that audits, counts and answers it in the
 //! client's provider's error shape ([`refusal`]). A forwarded request is audited once, by the relay, when
 //! its response ends.
 

@@ -13,8 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::BoxError;
 use crate::config::GatewaySettings;
-use crate::mcp::upstream::ClientKey;
 use crate::tls::TlsError;
+use crate::tls::client::ClientKey;
 
 /// Body of upstream requests: the devbox's body as it arrives, or the bytes read to check its model.
 pub type UpBody = UnsyncBoxBody<Bytes, BoxError>;

@@ -3,7 +3,10 @@
 //! the SDKs and Claude Code, with canned replies, and it demands its own `x-api-key`, so the demo shows
 //! the key being injected by the hub.
 //!
-//! Its one trick makes the demo's `claude -p` line a whole agent turn: offered an MCP tool whose name
+//! Asked to "count to N" (N up to 100,000), it answers "1 2 … N", one streamed event per number: a
+//! reply of known length for benchmarks (`scripts/bench-agent`).
+//!
+//! Its other trick makes the demo's `claude -p` line a whole agent turn: offered an MCP tool whose name
 //! ends in `get_issue` (the demo MCP server's), it first asks for that tool, and once the tool's result
 //! comes back it answers with it. So one prompt shows a model call and a tool call, both through the hub.
 
@@ -171,8 +174,19 @@ fn decide(msg: &Value) -> Reply {
                 .filter_map(|t| t.get("name").and_then(Value::as_str))
                 .find(|n| n.starts_with("mcp__") && n.ends_with("get_issue"))
         });
-    match tool {
-        Some(name) => Reply::ToolUse { name: name.into() },
+    if let Some(name) = tool {
+        return Reply::ToolUse { name: name.into() };
+    }
+    let prompt = match last.and_then(|m| m.get("content")) {
+        Some(Value::String(s)) => s.as_str(),
+        _ => "",
+    };
+    let count = prompt
+        .strip_prefix("count to ")
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .filter(|n| (1..=100_000).contains(n));
+    match count {
+        Some(n) => Reply::Text((1..=n).map(|i| format!("{i} ")).collect()),
         None => Reply::Text(GREETING.into()),
     }
 }
@@ -284,5 +298,7 @@ mod tests {
             {"type": "tool_result", "tool_use_id": "toolu_demo_1", "content": [{"type": "text", "text": "#1 Welcome"}]}]}]});
         assert!(matches!(decide(&answered), Reply::Text(t) if t.contains("#1 Welcome")));
         assert!(matches!(decide(&json!({})), Reply::Text(t) if t == GREETING));
+        let count = json!({"messages": [{"role": "user", "content": "count to 3"}]});
+        assert!(matches!(decide(&count), Reply::Text(t) if t == "1 2 3 "));
     }
 }

@@ -6,7 +6,6 @@ mod io;
 pub mod pool;
 
 use std::future::{Future, poll_fn};
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,7 +25,6 @@ use tokio_rustls::TlsConnector;
 
 use self::io::Io;
 use self::pool::{Checkout, H1, Pool, UpstreamBody};
-use crate::config::GatewaySettings;
 use crate::config::origin::Origin;
 use crate::tls::TlsError;
 
@@ -91,28 +89,7 @@ impl UpstreamError {
     }
 }
 
-/// Settings the client is built from; a change rebuilds it on the next request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientKey {
-    connect_timeout: Duration,
-    ca_file: Option<PathBuf>,
-}
-
-impl ClientKey {
-    /// The key for current settings.
-    pub fn of(s: &GatewaySettings) -> Self {
-        Self {
-            connect_timeout: s.upstream_connect_timeout,
-            ca_file: s.upstream_ca_file.clone(),
-        }
-    }
-
-    /// Whether a client made for this key still fits the current settings (checked on every call, so it
-    /// compares instead of building a key).
-    pub fn fits(&self, s: &GatewaySettings) -> bool {
-        self.connect_timeout == s.upstream_connect_timeout && self.ca_file == s.upstream_ca_file
-    }
-}
+pub use crate::tls::client::ClientKey;
 
 /// A new connection, by the protocol ALPN chose.
 enum Fresh {

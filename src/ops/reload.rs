@@ -60,9 +60,12 @@ fn swap(config_file: &Path, state: &Live) -> Result<(), ConfigError> {
     let old = state.load();
     let new = Snapshot::load(config_file)?;
     if new.config.gateway.listen != old.config.gateway.listen
-        || new.config.gateway.host != old.config.gateway.host
+        || new.config.hub_hosts() != old.config.hub_hosts()
     {
-        tracing::warn!("gateway.listen or gateway.url host changed; restart the service to apply");
+        // The listener is bound and the certificate issued for the hosts at start-up.
+        tracing::warn!(
+            "gateway.listen, or the host of gateway.url or agent_gateway.url, changed; restart the service to apply"
+        );
     }
     tracing::info!(
         bindings = new.live_bindings(),

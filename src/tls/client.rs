@@ -1,13 +1,41 @@
-//! Trust for upstream MCP servers: the system store plus an optional operator CA bundle.
+//! Trust for upstreams (MCP servers and the agent gateway's APIs): the system store plus an optional
+//! operator CA bundle, and the settings key both gateways' clients are rebuilt by.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::TlsError;
+use crate::config::GatewaySettings;
+
+/// Settings the client is built from; a change rebuilds it on the next request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// `gateway.upstream_connect_timeout_ms`.
+    pub connect_timeout: Duration,
+    /// `gateway.upstream_ca_file`.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClientKey {
+    /// The key for current settings.
+    pub fn of(s: &GatewaySettings) -> Self {
+        Self {
+            connect_timeout: s.upstream_connect_timeout,
+            ca_file: s.upstream_ca_file.clone(),
+        }
+    }
+
+    /// Whether a client made for this key still fits the current settings (checked on every call, so it
+    /// compares instead of building a key).
+    pub fn fits(&self, s: &GatewaySettings) -> bool {
+        self.connect_timeout == s.upstream_connect_timeout && self.ca_file == s.upstream_ca_file
+    }
+}
 
 /// Build the upstream client config.
 ///

@@ -27,7 +27,7 @@ pub struct Create {
     /// Unique name, e.g. anthropic-prod.
     #[arg(long)]
     pub name: String,
-    /// The API's base URL, e.g. https://api.openai.com/v1 (requests for /PATH go to its path + /PATH).
+    /// The API's base URL, e.g. `https://api.openai.com/v1` (requests for /PATH go to its path + /PATH).
     #[arg(long)]
     pub endpoint: String,
     /// Where the secret goes: bearer (Authorization: Bearer) or header (--auth-key).
