@@ -77,3 +77,4 @@ pub mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;

@@ -31,7 +31,8 @@ pub fn presented<'h>(
     headers: &'h HeaderMap,
     uri: &Uri,
 ) -> Result<(&'h str, Dialect), (AuthFailure, Dialect)> {
-    let guess = guess_dialect(headers, uri);
+    // Needed only to answer a refusal: computed then, not for every request.
+    let guess = || guess_dialect(headers, uri);
     if let Some(q) = uri.query() {
         let lower = q.to_ascii_lowercase();
         if lower.contains(AGENT_TOKEN_PREFIX)
@@ -40,7 +41,7 @@ pub fn presented<'h>(
                 matches!(k, "key" | "api_key" | "api-key" | "access_token" | "token")
             })
         {
-            return Err((AuthFailure::InQuery, guess));
+            return Err((AuthFailure::InQuery, guess()));
         }
     }
     let mut found: Option<(&str, Dialect)> = None;
@@ -58,26 +59,26 @@ pub fn presented<'h>(
     let mut n = 0;
     for v in auth {
         n += 1;
-        let s = v.to_str().map_err(|_| (AuthFailure::Malformed, guess))?;
+        let s = v.to_str().map_err(|_| (AuthFailure::Malformed, guess()))?;
         let t = s
             .strip_prefix("Bearer ")
             .or_else(|| s.strip_prefix("bearer "))
-            .ok_or((AuthFailure::Malformed, guess))?;
-        take(t.trim(), Dialect::OpenAi).map_err(|f| (f, guess))?;
+            .ok_or_else(|| (AuthFailure::Malformed, guess()))?;
+        take(t.trim(), Dialect::OpenAi).map_err(|f| (f, guess()))?;
     }
     if n > 1 {
-        return Err((AuthFailure::Malformed, guess));
+        return Err((AuthFailure::Malformed, guess()));
     }
     for (h, d) in &KEY_HEADERS {
         let mut all = headers.get_all(h).iter();
         let Some(v) = all.next() else { continue };
         if all.next().is_some() {
-            return Err((AuthFailure::Malformed, guess));
+            return Err((AuthFailure::Malformed, guess()));
         }
-        let s = v.to_str().map_err(|_| (AuthFailure::Malformed, guess))?;
-        take(s.trim(), *d).map_err(|f| (f, guess))?;
+        let s = v.to_str().map_err(|_| (AuthFailure::Malformed, guess()))?;
+        take(s.trim(), *d).map_err(|f| (f, guess()))?;
     }
-    found.ok_or((AuthFailure::Missing, guess))
+    found.ok_or_else(|| (AuthFailure::Missing, guess()))
 }
 
 /// The dialect of a request that carries no usable key: Anthropic's clients send `anthropic-version`

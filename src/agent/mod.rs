@@ -16,7 +16,6 @@ pub mod credential;
 pub mod headers;
 pub mod refusal;
 pub mod relay;
-pub mod upstream;
 pub mod usage;
 
 use std::net::SocketAddr;
@@ -35,15 +34,21 @@ use hyper::body::Incoming;
 
 use crate::body::{Body, BoxError};
 use crate::runtime::Live;
+use crate::runtime::conn_auth::ConnAuth;
 use crate::runtime::ledger::Exceeded;
 use crate::runtime::snapshot::AgentBinding;
+use crate::tls::client::ClientKey;
+use crate::upstream::{Upstream, UpstreamError};
 use refusal::{Dialect, Refusal};
-use upstream::Client;
 
-/// The agent gateway of one worker.
+/// Body of upstream requests: the devbox's body as it arrives, or the bytes read to check its model.
+pub type UpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The agent gateway of one worker. Its upstream client is the one the MCP gateway uses (one pool per
+/// worker, each connection driven by the request that holds it), for streamed bodies.
 pub struct Gateway {
     state: Arc<Live>,
-    client: Mutex<Option<Arc<Client>>>,
+    client: Mutex<Option<(ClientKey, Arc<Upstream<UpBody>>)>>,
 }
 
 /// Who is asking, once authenticated.
@@ -62,8 +67,13 @@ impl Gateway {
         }
     }
 
-    /// Serve one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Serve one request from `peer`, on a connection whose verified token `auth` remembers.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        auth: &ConnAuth<AgentBinding>,
+    ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let started = Instant::now();
         let (token, dialect) = match credential::presented(&parts.headers, &parts.uri) {
@@ -71,16 +81,22 @@ impl Gateway {
             Err((f, d)) => return refuse(peer, None, d, &parts, Refusal::Auth(f)),
         };
         let snap = self.state.load_full();
-        let binding = match snap.authenticate_agent(token, peer.ip()) {
-            Ok(b) => b,
-            Err(f) => return refuse(peer, None, dialect, &parts, Refusal::Auth(f)),
+        let binding = match auth.hit(&snap, token.as_bytes()) {
+            Some(b) => b,
+            None => match snap.authenticate_agent(token, peer.ip()) {
+                Ok(b) => {
+                    auth.remember(&snap, token.as_bytes(), &b);
+                    b
+                }
+                Err(f) => return refuse(peer, None, dialect, &parts, Refusal::Auth(f)),
+            },
         };
         let ctx = Ctx {
             binding,
             dialect,
             started,
         };
-        match self.serve(&ctx, &parts, body, peer).await {
+        match self.serve(&ctx, &snap, &parts, body, peer).await {
             Ok(r) => r,
             Err(r) => refuse(peer, Some(&ctx.binding), ctx.dialect, &parts, r),
         }
@@ -90,6 +106,7 @@ impl Gateway {
     async fn serve(
         &self,
         ctx: &Ctx,
+        snap: &crate::runtime::Snapshot,
         parts: &Parts,
         body: Incoming,
         peer: SocketAddr,
@@ -100,15 +117,11 @@ impl Gateway {
         if !b.policy.as_ref().is_some_and(|p| p.allow_agent_gateway) {
             return Err(Refusal::PolicyForbids);
         }
-        let prefix = self
-            .state
-            .load()
-            .config
-            .agent_gateway
-            .as_ref()
-            .map(|a| a.path_prefix.clone())
-            .unwrap_or_default();
-        let path = check_path(parts.uri.path(), &prefix)?;
+        // Bindings exist only with an [agent_gateway] (the snapshot refuses them otherwise).
+        let Some(settings) = snap.config.agent_gateway.as_ref() else {
+            return Err(Refusal::PolicyForbids);
+        };
+        let path = check_path(parts.uri.path(), &settings.path_prefix)?;
         if let Some(routes) = &b.config.allowed_paths {
             if !routes.allows(&parts.method, path) {
                 return Err(Refusal::PathNotAllowed);
@@ -124,10 +137,6 @@ impl Gateway {
             Err(Exceeded::Rate(s)) => return Err(Refusal::RateLimited { retry_after: s }),
             Err(Exceeded::Tokens(s)) => return Err(Refusal::TokenBudget { retry_after: s }),
         }
-        let snap = self.state.load();
-        let Some(settings) = snap.config.agent_gateway.clone() else {
-            return Err(Refusal::PolicyForbids);
-        };
         let limit = settings.max_body_bytes;
         let declared = parts
             .headers
@@ -137,22 +146,20 @@ impl Gateway {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(Refusal::BodyTooLarge(limit));
         }
-        let bytes_in = Arc::new(AtomicU64::new(0));
-        let over = Arc::new(AtomicU8::new(0));
+        let upload = Arc::new(UploadState::default());
         let (up_body, model) = match &b.config.allowed_models {
             None => {
                 let up = Upload {
                     inner: body,
                     limit: limit as u64,
-                    seen: bytes_in.clone(),
-                    over: over.clone(),
+                    state: upload.clone(),
                 };
                 (up.boxed_unsync(), None)
             }
             Some(models) => {
                 let client_timeout = snap.config.gateway.client_timeout;
                 let read = read_model_body(body, limit, client_timeout).await?;
-                bytes_in.store(read.0.len() as u64, Ordering::Relaxed);
+                upload.seen.store(read.0.len() as u64, Ordering::Relaxed);
                 let model = read.1;
                 if let Some(m) = &model {
                     if !models.allows(m) {
@@ -165,7 +172,6 @@ impl Gateway {
                 (full, model)
             }
         };
-        drop(snap);
         let uri = upstream_uri(b, path, parts.uri.query())?;
         let mut req = Request::new(up_body);
         *req.method_mut() = parts.method.clone();
@@ -180,21 +186,23 @@ impl Gateway {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
         *req.headers_mut() = h;
-        let client = self.client(&self.state.load().config.gateway)?;
-        let sent = tokio::time::timeout(settings.idle_timeout, client.inner.request(req)).await;
+        let client = self.client(&snap.config.gateway)?;
+        let sent = client
+            .send(req, &b.config.origin, settings.idle_timeout)
+            .await;
         let resp = match sent {
-            Err(_) => return Err(Refusal::UpstreamTimeout),
-            Ok(Err(_)) if over.load(Ordering::Relaxed) == OVER_LIMIT => {
+            Ok(r) => r,
+            Err(_) if upload.ended.load(Ordering::Relaxed) == OVER_LIMIT => {
                 return Err(Refusal::BodyTooLarge(limit));
             }
-            Ok(Err(_)) if over.load(Ordering::Relaxed) == CLIENT_FAILED => {
+            Err(_) if upload.ended.load(Ordering::Relaxed) == CLIENT_FAILED => {
                 return Err(Refusal::BodyFailed);
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, config = %b.config.name, "Agent gateway upstream failed");
-                return Err(Refusal::UpstreamFailed(upstream::classify(&e)));
+            Err(UpstreamError::Timeout) => return Err(Refusal::UpstreamTimeout),
+            Err(e) => {
+                tracing::debug!(error = ?e, config = %b.config.name, "Agent gateway upstream failed");
+                return Err(Refusal::UpstreamFailed(e.as_str()));
             }
-            Ok(Ok(r)) => r,
         };
         let (up_parts, up_body) = resp.into_parts();
         let content_type = up_parts
@@ -214,7 +222,7 @@ impl Gateway {
                 path: path.to_string(),
                 status: up_parts.status.as_u16(),
                 started: ctx.started,
-                bytes_in,
+                upload,
                 model,
             },
         );
@@ -224,20 +232,22 @@ impl Gateway {
         Ok(out)
     }
 
-    /// This worker's upstream client, rebuilt when the `[gateway]` upstream settings change.
-    fn client(&self, s: &crate::config::GatewaySettings) -> Result<Arc<Client>, Refusal> {
+    /// This worker's upstream client, rebuilt when the `[gateway]` upstream settings (connect timeout,
+    /// extra CA), which both gateways share, change.
+    fn client(&self, s: &crate::config::GatewaySettings) -> Result<Arc<Upstream<UpBody>>, Refusal> {
         let mut g = self
             .client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = g.as_ref().filter(|c| c.key.fits(s)) {
+        if let Some((_, c)) = g.as_ref().filter(|(k, _)| k.fits(s)) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Client::new(s).map_err(|e| {
+        let key = ClientKey::of(s);
+        let c = Arc::new(Upstream::new(&key).map_err(|e| {
             tracing::error!(error = %e, "Cannot build the agent gateway's upstream client");
             Refusal::UpstreamFailed("upstream_tls_error")
         })?);
-        *g = Some(c.clone());
+        *g = Some((key, c.clone()));
         Ok(c)
     }
 }
@@ -293,24 +303,40 @@ fn check_path<'p>(path: &'p str, prefix: &str) -> Result<&'p str, Refusal> {
 /// The upstream URI: the config's scheme and authority, its base path, then the devbox's path and query.
 fn upstream_uri(b: &AgentBinding, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
     let c = &b.config;
-    let scheme = if c.origin.https { "https" } else { "http" };
-    let authority = c.endpoint.authority().map_or("", |a| a.as_str());
-    let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("{scheme}://{authority}{}{path}{q}", c.base_path)
-        .parse()
-        .map_err(|_| Refusal::InvalidPath)
+    let mut pq =
+        String::with_capacity(c.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(&c.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = c.endpoint.scheme().cloned();
+    parts.authority = c.endpoint.authority().cloned();
+    parts.path_and_query = Some(pq.parse().map_err(|_| Refusal::InvalidPath)?);
+    Uri::from_parts(parts).map_err(|_| Refusal::InvalidPath)
 }
 
 /// Why an upload stopped: nothing yet, over the limit, or the client broke it off.
 const OVER_LIMIT: u8 = 1;
 const CLIENT_FAILED: u8 = 2;
 
+/// What the upload has seen, shared with the pipeline (why a send failed) and the relay (the audit's
+/// `bytes_in`).
+#[derive(Default)]
+pub struct UploadState {
+    /// Body bytes forwarded so far.
+    pub seen: AtomicU64,
+    /// `OVER_LIMIT`, `CLIENT_FAILED`, or 0.
+    ended: AtomicU8,
+}
+
 /// The devbox's request body on its way upstream, counted and held to the size limit.
 struct Upload {
     inner: Incoming,
     limit: u64,
-    seen: Arc<AtomicU64>,
-    over: Arc<AtomicU8>,
+    state: Arc<UploadState>,
 }
 
 impl HttpBody for Upload {
@@ -325,16 +351,17 @@ impl HttpBody for Upload {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
-                    let n = this.seen.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64;
+                    let n = this.state.seen.fetch_add(d.len() as u64, Ordering::Relaxed)
+                        + d.len() as u64;
                     if n > this.limit {
-                        this.over.store(OVER_LIMIT, Ordering::Relaxed);
+                        this.state.ended.store(OVER_LIMIT, Ordering::Relaxed);
                         return Poll::Ready(Some(Err("request body over the limit".into())));
                     }
                 }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.over.store(CLIENT_FAILED, Ordering::Relaxed);
+                this.state.ended.store(CLIENT_FAILED, Ordering::Relaxed);
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             other => other.map(|o| o.map(|r| r.map_err(|e| -> BoxError { Box::new(e) }))),

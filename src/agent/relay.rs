@@ -14,19 +14,19 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::usage::Usage;
 use crate::body::BoxError;
 use crate::runtime::Live;
 use crate::runtime::snapshot::AgentBinding;
 use crate::sse::{self, EventSplitter};
+use crate::upstream::pool::UpstreamBody;
 
 /// Largest JSON response copied for metering; bigger ones are relayed unmetered.
 pub const METER_JSON_MAX: usize = 4 << 20;
@@ -49,27 +49,66 @@ pub struct Exchange {
     pub status: u16,
     /// When the request arrived.
     pub started: Instant,
-    /// Request body bytes forwarded so far.
-    pub bytes_in: Arc<AtomicU64>,
+    /// The upload (request body bytes forwarded).
+    pub upload: Arc<super::UploadState>,
     /// The model the request named, when it was read.
     pub model: Option<String>,
 }
 
 enum Shape {
     Sse(EventSplitter),
-    Raw {
-        carry: BytesMut,
-        json: Option<Vec<u8>>,
-    },
+    Raw { carry: BytesMut, json: Option<Kept> },
+}
+
+/// The copy of a JSON body kept for metering: most arrive in one piece, which is kept without copying.
+enum Kept {
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(b) => b.len(),
+            Self::Many(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        *self = match std::mem::replace(self, Self::Empty) {
+            Self::Empty => Self::One(data.clone()),
+            Self::One(first) => {
+                let mut v = Vec::with_capacity(first.len() + data.len());
+                v.extend_from_slice(&first);
+                v.extend_from_slice(data);
+                Self::Many(v)
+            }
+            Self::Many(mut v) => {
+                v.extend_from_slice(data);
+                Self::Many(v)
+            }
+        };
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Empty => &[],
+            Self::One(b) => b,
+            Self::Many(v) => v,
+        }
+    }
 }
 
 /// The response body the client reads.
 pub struct Relay {
-    inner: Incoming,
+    inner: UpstreamBody<super::UpBody>,
     shape: Shape,
     ready: VecDeque<Bytes>,
     idle: Duration,
-    silence: Pin<Box<tokio::time::Sleep>>,
+    /// Armed the first time the upstream makes the client wait (most JSON bodies never do).
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
     usage: Usage,
     bytes_out: u64,
     /// How the upstream body ended, once it has.
@@ -82,18 +121,19 @@ pub struct Relay {
 impl Relay {
     /// Relay `inner` (with `content_type`) for `exchange`.
     pub fn new(
-        inner: Incoming,
+        inner: UpstreamBody<super::UpBody>,
         content_type: Option<&str>,
         idle: Duration,
         exchange: Exchange,
     ) -> Self {
-        let ct = content_type.unwrap_or("").to_ascii_lowercase();
-        let shape = if ct.starts_with("text/event-stream") {
+        let ct = content_type.unwrap_or("").as_bytes();
+        let shape = if ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream") {
             Shape::Sse(EventSplitter::default())
         } else {
+            let json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
             Shape::Raw {
                 carry: BytesMut::new(),
-                json: ct.contains("json").then(Vec::new),
+                json: json.then_some(Kept::Empty),
             }
         };
         Self {
@@ -101,7 +141,7 @@ impl Relay {
             shape,
             ready: VecDeque::new(),
             idle,
-            silence: Box::pin(tokio::time::sleep(idle)),
+            silence: None,
             usage: Usage {
                 model: exchange.model.clone(),
                 ..Usage::default()
@@ -113,8 +153,9 @@ impl Relay {
         }
     }
 
-    /// Redact, meter and queue one piece of the upstream body.
-    fn take(&mut self, data: Bytes) -> Result<(), BoxError> {
+    /// Redact, meter and queue one piece of the upstream body; `last` when the body ends with it (then
+    /// nothing is held back, and a one-piece body goes out as one piece).
+    fn take(&mut self, data: Bytes, last: bool) -> Result<(), BoxError> {
         let Some(x) = &self.exchange else {
             return Ok(());
         };
@@ -131,12 +172,16 @@ impl Relay {
             Shape::Raw { carry, json } => {
                 if let Some(j) = json {
                     if j.len() + data.len() <= METER_JSON_MAX {
-                        j.extend_from_slice(&data);
+                        j.push(&data);
                     } else {
                         *json = None;
                     }
                 }
-                let hold = redactor.longest().saturating_sub(1);
+                let hold = if last {
+                    0
+                } else {
+                    redactor.longest().saturating_sub(1)
+                };
                 let whole = if carry.is_empty() {
                     data
                 } else {
@@ -170,7 +215,7 @@ impl Relay {
                     self.ready.push_back(carry.split().freeze());
                 }
                 if let Some(j) = json.take() {
-                    self.usage.read_json(&j);
+                    self.usage.read_json(j.bytes());
                 }
             }
         }
@@ -193,7 +238,7 @@ impl Relay {
             method: x.method.as_str(),
             path: &x.path,
             status: x.status,
-            bytes_in: x.bytes_in.load(Ordering::Relaxed),
+            bytes_in: x.upload.seen.load(Ordering::Relaxed),
             bytes_out: self.bytes_out,
             started: x.started,
             usage: &self.usage,
@@ -229,11 +274,13 @@ impl HttpBody for Relay {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.silence.as_mut().reset(deadline);
+                    if let Some(s) = this.silence.as_mut() {
+                        s.as_mut().reset(tokio::time::Instant::now() + this.idle);
+                    }
                     // Trailers are dropped: no LLM API sends them, and they would bypass redaction.
                     if let Ok(data) = frame.into_data() {
-                        if let Err(e) = this.take(data) {
+                        let last = this.inner.is_end_stream();
+                        if let Err(e) = this.take(data, last) {
                             this.end = Some("event_too_large");
                             this.error = Some(e);
                         }
@@ -249,7 +296,11 @@ impl HttpBody for Relay {
                     this.end = Some("ok");
                 }
                 Poll::Pending => {
-                    if this.silence.as_mut().poll(cx).is_pending() {
+                    let idle = this.idle;
+                    let silence = this
+                        .silence
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if silence.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
                     this.end = Some("idle_timeout");

@@ -11,8 +11,10 @@
 //! - OpenAI Responses: `usage.{input_tokens, output_tokens}`; streamed, inside `response.completed`'s
 //!   `response`.
 
+use std::borrow::Cow;
+
 use memchr::memmem;
-use serde_json::Value;
+use serde::Deserialize;
 
 /// What a response reported.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,9 +38,7 @@ impl Usage {
 
     /// Read a whole JSON response body.
     pub fn read_json(&mut self, body: &[u8]) {
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
-            self.read_value(&v);
-        }
+        self.read(body);
     }
 
     /// Read one SSE event's `data`. Most events of a stream (text deltas) name neither a model nor a
@@ -48,37 +48,73 @@ impl Usage {
         if !wants_model && memmem::find(data, b"\"usage\"").is_none() {
             return;
         }
-        if let Ok(v) = serde_json::from_slice::<Value>(data) {
-            self.read_value(&v);
-        }
+        self.read(data);
     }
 
-    fn read_value(&mut self, v: &Value) {
+    /// Parse only the fields the meter reads; everything else is skipped without being built (a
+    /// `serde_json::Value` of the whole response was most of the relay's cost per call).
+    fn read(&mut self, json: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<Doc<'_>>(json) else {
+            return;
+        };
         // Streamed shapes nest the message (Anthropic's message_start) or the response (OpenAI's
         // Responses events).
-        for scope in [Some(v), v.get("message"), v.get("response")]
-            .into_iter()
-            .flatten()
-        {
+        let top = Scope {
+            model: doc.model,
+            usage: doc.usage,
+        };
+        for scope in [Some(top), doc.message, doc.response].into_iter().flatten() {
             if self.model.is_none() {
-                if let Some(m) = scope.get("model").and_then(Value::as_str) {
-                    if !m.is_empty() && m.len() <= MAX_MODEL {
-                        self.model = Some(m.to_string());
-                    }
+                if let Some(m) = scope
+                    .model
+                    .filter(|m| !m.is_empty() && m.len() <= MAX_MODEL)
+                {
+                    self.model = Some(m.into_owned());
                 }
             }
-            if let Some(u) = scope.get("usage").filter(|u| u.is_object()) {
-                let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-                let input = n("input_tokens")
-                    .saturating_add(n("prompt_tokens"))
-                    .saturating_add(n("cache_creation_input_tokens"))
-                    .saturating_add(n("cache_read_input_tokens"));
-                let output = n("output_tokens").saturating_add(n("completion_tokens"));
+            if let Some(u) = scope.usage {
+                let n = |v: Option<u64>| v.unwrap_or(0);
+                let input = n(u.input_tokens)
+                    .saturating_add(n(u.prompt_tokens))
+                    .saturating_add(n(u.cache_creation_input_tokens))
+                    .saturating_add(n(u.cache_read_input_tokens));
+                let output = n(u.output_tokens).saturating_add(n(u.completion_tokens));
                 self.input_tokens = self.input_tokens.max(input);
                 self.output_tokens = self.output_tokens.max(output);
             }
         }
     }
+}
+
+/// The fields read from a response or an event (unknown fields are skipped).
+#[derive(Deserialize)]
+struct Doc<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Counts>,
+    #[serde(borrow, default)]
+    message: Option<Scope<'a>>,
+    #[serde(borrow, default)]
+    response: Option<Scope<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Scope<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Counts>,
+}
+
+#[derive(Deserialize)]
+struct Counts {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use http::{Request, Response};
 
 use crate::body::Body;
-use crate::mcp::gateway::{ConnAuth, Gateway as McpGateway};
+use crate::mcp::gateway::Gateway as McpGateway;
 use crate::runtime::Live;
+use crate::runtime::conn_auth::ConnAuth;
+use crate::runtime::snapshot::{AgentBinding, Binding};
 
 /// Both gateways of one worker.
 pub struct Front {
@@ -24,11 +26,11 @@ pub struct Front {
     agent: crate::agent::Gateway,
 }
 
-/// What a connection keeps between its requests.
+/// What a connection keeps between its requests: each gateway's last verified token.
 #[derive(Default)]
 pub struct Conn {
-    /// The MCP gateway's verified token cache.
-    mcp: ConnAuth,
+    mcp: ConnAuth<Binding>,
+    agent: ConnAuth<AgentBinding>,
 }
 
 impl Front {
@@ -55,7 +57,7 @@ impl Front {
         conn: &Conn,
     ) -> Response<Body> {
         if self.is_agent(&req) {
-            return self.agent.handle(req, peer).await;
+            return self.agent.handle(req, peer, &conn.agent).await;
         }
         self.mcp.handle(req, peer, &conn.mcp).await
     }

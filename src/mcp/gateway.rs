@@ -11,10 +11,9 @@
 //! audits, counts and answers a refusal (`denial::Denial` holds status, code and reason together).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
-use subtle::ConstantTimeEq;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -30,11 +29,12 @@ use super::jsonrpc::{self, BodyError, Message, Messages, code};
 use super::relay::{self, RelayCtx};
 use super::respond::{self, Body};
 use super::session;
-use super::upstream::{ClientKey, Upstream, UpstreamError};
 use crate::config::GatewaySettings;
+use crate::runtime::conn_auth::ConnAuth;
 use crate::runtime::snapshot::{AuthFailure, Binding};
 use crate::runtime::{Live, Snapshot};
 use crate::telemetry::audit::{self, Verdict, Who};
+use crate::upstream::{ClientKey, Upstream, UpstreamError};
 
 /// How long a refused request's unread body is read and discarded before the answer goes out.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -65,57 +65,6 @@ fn forwarded_request_header(name: &HeaderName) -> bool {
 pub struct Gateway {
     state: Arc<Live>,
     upstream: Mutex<Option<(ClientKey, Arc<Upstream>)>>,
-}
-
-/// The token a connection last presented and verified, so the next request on the same connection
-/// that presents the same bytes skips decoding and MAC verification (most of the token check's cost;
-/// an agent sends every request of a session with one token on one keep-alive connection).
-///
-/// SECURITY: a hit requires the snapshot the token was verified against to still be the live one. Any
-/// reload (revocation, rotation, config edit) publishes a new snapshot, so the next request verifies in
-/// full against it: a revoked token stops on a reused connection exactly as on a new one. The address
-/// check needs no repeat (a connection's peer never changes). Only weak references are kept, so a
-/// cached entry keeps neither an old snapshot's contents nor a binding's credential alive; the weak
-/// reference does keep the old snapshot's allocation, so no later snapshot can take its address and
-/// pass the pointer test. The presented bytes are compared in constant time.
-#[derive(Default)]
-pub struct ConnAuth(Mutex<Option<Verified>>);
-
-struct Verified {
-    /// The whole `Authorization` value as presented (a copy: hyper's read buffer must not be pinned).
-    presented: Box<[u8]>,
-    snap: Weak<Snapshot>,
-    binding: Weak<Binding>,
-}
-
-impl ConnAuth {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Verified>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The binding `presented` verified to on this connection, if that was under `snap`.
-    fn hit(&self, snap: &Arc<Snapshot>, presented: &[u8]) -> Option<Arc<Binding>> {
-        let g = self.lock();
-        let v = g.as_ref()?;
-        if !std::ptr::eq(v.snap.as_ptr(), Arc::as_ptr(snap)) {
-            return None;
-        }
-        // SECURITY: constant time; these are the bytes of a verified token.
-        if !bool::from(v.presented.ct_eq(presented)) {
-            return None;
-        }
-        v.binding.upgrade()
-    }
-
-    fn remember(&self, snap: &Arc<Snapshot>, presented: &[u8], binding: &Arc<Binding>) {
-        *self.lock() = Some(Verified {
-            presented: presented.into(),
-            snap: Arc::downgrade(snap),
-            binding: Arc::downgrade(binding),
-        });
-    }
 }
 
 /// What a POST's stages decided: forward upstream, or the hub has answered.
@@ -165,7 +114,7 @@ impl Gateway {
         &self,
         req: Request<B>,
         peer: SocketAddr,
-        auth: &ConnAuth,
+        auth: &ConnAuth<Binding>,
     ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -456,7 +405,7 @@ fn authenticate(
     uri: &http::Uri,
     seen: &ClientHeaders<'_>,
     peer: SocketAddr,
-    auth: &ConnAuth,
+    auth: &ConnAuth<Binding>,
 ) -> Result<Arc<Binding>, AuthFailure> {
     // SECURITY: tokens in the URL end up in logs and histories; refuse them outright.
     if let Some(q) = uri.query() {

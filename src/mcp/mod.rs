@@ -8,7 +8,6 @@ pub mod jsonrpc;
 pub mod relay;
 pub mod respond;
 pub mod session;
-pub mod upstream;
 
 /// MCP header names, as constants: lookups by `HeaderName` skip parsing and hashing a string each time.
 pub mod headers {

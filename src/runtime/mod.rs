@@ -2,6 +2,7 @@
 //! one immutable [`Snapshot`], swapped atomically on reload, with what the gateways ask of it: token
 //! authentication and the credential each binding injects (and scrubs from responses).
 
+pub mod conn_auth;
 pub mod credentials;
 pub mod ledger;
 pub mod snapshot;

@@ -75,6 +75,8 @@ pub struct AgentBinding {
     pub max_tokens_per_day: Option<u64>,
     /// Id of the current token.
     pub token_id: TokenId,
+    /// Its metric handles.
+    pub metrics: crate::telemetry::metrics::AgentMetrics,
     mac: TokenMac,
 }
 
@@ -400,6 +402,9 @@ impl Snapshot {
                         max_requests_per_minute: b.max_requests_per_minute,
                         max_tokens_per_day: b.max_tokens_per_day,
                         token_id: id,
+                        metrics: crate::telemetry::metrics::AgentMetrics::new(
+                            &cfg.name, &d.name, env,
+                        ),
                         mac: key.mac(token::Kind::Agent, &d.name, env, &id),
                     }),
                 );

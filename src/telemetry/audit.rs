@@ -131,17 +131,13 @@ pub struct AgentRequest<'a> {
 /// Audit and count one agent-gateway request.
 pub fn agent_request(r: &AgentRequest<'_>) {
     let b = r.binding;
-    let config: Arc<str> = b.config.name.as_str().into();
-    crate::telemetry::metrics::agent_request(&crate::telemetry::metrics::AgentOutcome {
-        config: &config,
-        devbox: &b.devbox,
-        binding: &b.env_var,
-        model: r.usage.model.as_deref(),
-        status: r.status,
-        outcome: r.outcome,
-        input_tokens: r.usage.input_tokens,
-        output_tokens: r.usage.output_tokens,
-    });
+    b.metrics.record(
+        r.usage.model.as_deref(),
+        r.status,
+        r.outcome,
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+    );
     tracing::info!(
         target: TARGET,
         event = "agent_request",

@@ -330,59 +330,117 @@ fn model_label(model: Option<&str>) -> Arc<str> {
     m
 }
 
-/// One forwarded agent-gateway request: counted by binding and model, with the tokens it used.
-pub struct AgentOutcome<'a> {
-    /// Gateway config name.
-    pub config: &'a Arc<str>,
-    /// Devbox name.
-    pub devbox: &'a Arc<str>,
-    /// Binding env var.
-    pub binding: &'a Arc<str>,
-    /// Model, when known.
-    pub model: Option<&'a str>,
-    /// Upstream status.
-    pub status: u16,
-    /// How the exchange ended (`ok`, `client_cancelled`, `upstream_error`, `idle_timeout`).
-    pub outcome: &'static str,
-    /// Input tokens reported.
-    pub input_tokens: u64,
-    /// Output tokens reported.
-    pub output_tokens: u64,
+/// One agent-gateway binding's handles: its label values, resolved when the snapshot is built, and the
+/// series it has counted into, so a call neither allocates a label nor hashes six of them.
+#[derive(Debug)]
+pub struct AgentMetrics {
+    config: Arc<str>,
+    devbox: Arc<str>,
+    binding: Arc<str>,
+    series: std::sync::Mutex<Vec<AgentSeries>>,
 }
 
-/// Count a forwarded agent-gateway request.
-pub fn agent_request(o: &AgentOutcome<'_>) {
-    let model = model_label(o.model);
-    let status = match o.status {
+/// The counters of one (model, status class, outcome) of a binding.
+#[derive(Debug)]
+struct AgentSeries {
+    model: Option<Box<str>>,
+    status: &'static str,
+    outcome: &'static str,
+    requests: Counter,
+    input: Counter,
+    output: Counter,
+}
+
+/// Series one binding keeps handles to; beyond, calls look their series up (still counted).
+const CACHED_AGENT_SERIES: usize = 32;
+
+fn status_class(status: u16) -> &'static str {
+    match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
-    };
-    METRICS
-        .agent_requests
-        .get_or_create(&AgentRequest {
-            config: o.config.clone(),
-            devbox: o.devbox.clone(),
-            binding: o.binding.clone(),
-            model: model.clone(),
+    }
+}
+
+impl AgentMetrics {
+    /// The handles of binding `binding` of devbox `devbox`, through gateway config `config`.
+    pub fn new(config: &str, devbox: &str, binding: &str) -> Self {
+        Self {
+            config: config.into(),
+            devbox: devbox.into(),
+            binding: binding.into(),
+            series: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn resolve(
+        &self,
+        model: Option<&str>,
+        status: &'static str,
+        outcome: &'static str,
+    ) -> AgentSeries {
+        let model_label = model_label(model);
+        let tokens = |direction| {
+            METRICS.agent_tokens.get_or_create_owned(&AgentTokens {
+                config: self.config.clone(),
+                devbox: self.devbox.clone(),
+                binding: self.binding.clone(),
+                model: model_label.clone(),
+                direction,
+            })
+        };
+        AgentSeries {
+            model: model.map(Into::into),
             status,
-            outcome: o.outcome,
-        })
-        .inc();
-    for (direction, n) in [("input", o.input_tokens), ("output", o.output_tokens)] {
-        if n > 0 {
-            METRICS
-                .agent_tokens
-                .get_or_create(&AgentTokens {
-                    config: o.config.clone(),
-                    devbox: o.devbox.clone(),
-                    binding: o.binding.clone(),
-                    model: model.clone(),
-                    direction,
-                })
-                .inc_by(n);
+            outcome,
+            requests: METRICS.agent_requests.get_or_create_owned(&AgentRequest {
+                config: self.config.clone(),
+                devbox: self.devbox.clone(),
+                binding: self.binding.clone(),
+                model: model_label.clone(),
+                status,
+                outcome,
+            }),
+            input: tokens("input"),
+            output: tokens("output"),
+        }
+    }
+
+    /// Count one forwarded request and the tokens the upstream reported for it.
+    pub fn record(
+        &self,
+        model: Option<&str>,
+        status: u16,
+        outcome: &'static str,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) {
+        let status = status_class(status);
+        let count = |s: &AgentSeries| {
+            s.requests.inc();
+            if input_tokens > 0 {
+                s.input.inc_by(input_tokens);
+            }
+            if output_tokens > 0 {
+                s.output.inc_by(output_tokens);
+            }
+        };
+        let mut cached = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = cached
+            .iter()
+            .find(|s| s.status == status && s.outcome == outcome && s.model.as_deref() == model)
+        {
+            return count(s);
+        }
+        let s = self.resolve(model, status, outcome);
+        count(&s);
+        if cached.len() < CACHED_AGENT_SERIES {
+            cached.push(s);
         }
     }
 }

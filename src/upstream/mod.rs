@@ -1,6 +1,7 @@
-//! The HTTP(S) client for upstream MCP servers: pooled per worker (see [`pool`]), h2 or HTTP/1.1 by
-//! ALPN, with connect and response-header timeouts, and failures classified so the agent learns what
-//! went wrong (never how the credential looked).
+//! The HTTP(S) client both gateways send upstream with: pooled per worker (see [`pool`]), h2 or
+//! HTTP/1.1 by ALPN, with connect and response-header timeouts, and failures classified so the agent
+//! learns what went wrong (never how the credential looked). Generic over the request body: complete
+//! bodies for the MCP gateway, streamed ones for the agent gateway.
 
 mod io;
 pub mod pool;
@@ -24,7 +25,7 @@ use tokio::time::timeout_at;
 use tokio_rustls::TlsConnector;
 
 use self::io::Io;
-use self::pool::{Checkout, H1, Pool, UpstreamBody};
+use self::pool::{Checkout, H1, Pool, SendBody, UpstreamBody};
 use crate::config::origin::Origin;
 use crate::tls::TlsError;
 
@@ -92,27 +93,27 @@ impl UpstreamError {
 pub use crate::tls::client::ClientKey;
 
 /// A new connection, by the protocol ALPN chose.
-enum Fresh {
-    H1(H1),
-    H2(http2::SendRequest<Full<Bytes>>),
+enum Fresh<B: SendBody> {
+    H1(H1<B>),
+    H2(http2::SendRequest<B>),
 }
 
 /// How an exchange on an HTTP/1.1 connection ended.
-enum H1Outcome {
-    Response(Response<Incoming>, H1),
+enum H1Outcome<B: SendBody> {
+    Response(Response<Incoming>, H1<B>),
     /// The pooled connection closed before the request was written: safe to send again elsewhere.
-    NotSent(Request<Full<Bytes>>),
+    NotSent(Request<B>),
     Failed(UpstreamError),
 }
 
 /// The upstream client of one gateway worker.
-pub struct Upstream {
+pub struct Upstream<B: SendBody = Full<Bytes>> {
     tls: TlsConnector,
     connect_timeout: Duration,
-    pool: Arc<Pool>,
+    pool: Arc<Pool<B>>,
 }
 
-impl Upstream {
+impl<B: SendBody> Upstream<B> {
     /// Build from settings.
     ///
     /// # Errors
@@ -135,10 +136,10 @@ impl Upstream {
     /// Classified failure.
     pub async fn send(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<B>,
         origin: &Arc<Origin>,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
         // Not boxed: the gateway's whole request future is boxed once per request, and the exchange's
         // state shares its room with the relay stage that follows it (about the same size), so a box
         // here would cost an allocation and a copy per call and save nothing.
@@ -155,9 +156,9 @@ impl Upstream {
     async fn exchange(
         &self,
         key: Arc<Origin>,
-        req: Request<Full<Bytes>>,
+        req: Request<B>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
         let mut req = req;
         let late = |_| UpstreamError::Timeout;
         let mut pooled = self.pool.checkout(&key);
@@ -196,12 +197,17 @@ impl Upstream {
         }
     }
 
-    fn pooled(&self, r: Response<Incoming>, h1: H1, key: Arc<Origin>) -> Response<UpstreamBody> {
+    fn pooled(
+        &self,
+        r: Response<Incoming>,
+        h1: H1<B>,
+        key: Arc<Origin>,
+    ) -> Response<UpstreamBody<B>> {
         r.map(|b| UpstreamBody::pooled(b, h1, self.pool.clone(), key))
     }
 
     /// Stage connect: TCP (bounded by the connect timeout), then TLS with ALPN for `https`.
-    async fn connect(&self, key: &Origin) -> Result<Fresh, UpstreamError> {
+    async fn connect(&self, key: &Origin) -> Result<Fresh<B>, UpstreamError> {
         let (host, port) = (&*key.host, key.port);
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
@@ -251,12 +257,12 @@ impl Upstream {
 /// Send on an HTTP/1.1 connection, driving it in this task until the response head arrives or
 /// `deadline` passes (the connection, with its request in flight, is then dropped). The request goes in
 /// origin form with `Host` set to the endpoint's authority.
-async fn send_h1(
-    mut h1: H1,
+async fn send_h1<B: SendBody>(
+    mut h1: H1<B>,
     host: &HeaderValue,
-    mut req: Request<Full<Bytes>>,
+    mut req: Request<B>,
     deadline: tokio::time::Instant,
-) -> H1Outcome {
+) -> H1Outcome<B> {
     let path = req
         .uri()
         .path_and_query()
@@ -288,10 +294,10 @@ async fn send_h1(
 }
 
 /// Send on a shared HTTP/2 connection.
-async fn send_h2(
-    mut tx: http2::SendRequest<Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
+async fn send_h2<B: SendBody>(
+    mut tx: http2::SendRequest<B>,
+    req: Request<B>,
+) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
     poll_fn(|cx| tx.poll_ready(cx))
         .await
         .map_err(|e| UpstreamError::protocol(&e))?;

@@ -1,4 +1,5 @@
-//! Keep-alive connections to upstream MCP servers, one pool per gateway worker.
+//! Keep-alive connections to upstreams (MCP servers, the agent gateway's APIs), one pool per gateway
+//! worker and request body type.
 //!
 //! An HTTP/1.1 connection is not a task of its own: whoever holds it drives it. A request drives it
 //! while waiting for the response head, then the response body ([`UpstreamBody`]) drives it while the
@@ -24,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Sleep;
 
 use super::io::Io;
+use crate::body::BoxError;
 use crate::config::origin::Origin;
 
 /// How long an idle connection is kept. Servers commonly close idle keep-alive connections after 5 to
@@ -35,14 +37,20 @@ pub const MAX_IDLE_PER_HOST: usize = 256;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
 /// hyper's HTTP/1.1 client connection state machine over an upstream stream.
-type H1Connection = http1::Connection<TokioIo<Io>, Full<Bytes>>;
+type H1Connection<B> = http1::Connection<TokioIo<Io>, B>;
+
+/// What a request body must be to be sent upstream: the MCP gateway's complete bodies
+/// (`Full<Bytes>`), or the agent gateway's streamed ones. Each gateway's pool is monomorphic.
+pub trait SendBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
+impl<B> SendBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
 
 /// An HTTP/1.1 connection and the handle that sends on it.
-pub struct H1 {
+pub struct H1<B: SendBody = Full<Bytes>> {
     /// Sends requests on the connection.
-    pub tx: http1::SendRequest<Full<Bytes>>,
+    pub tx: http1::SendRequest<B>,
     /// The connection itself; `None` once it has closed.
-    conn: Option<Pin<Box<H1Connection>>>,
+    conn: Option<Pin<Box<H1Connection<B>>>>,
     /// The response deadline of the exchange in progress: one timer for the connection's life, moved
     /// to each exchange's deadline. A later deadline only updates the armed entry (tokio files it anew
     /// when the old time comes due), where a timeout per call added a timer-wheel entry and removed it
@@ -50,9 +58,9 @@ pub struct H1 {
     deadline: Pin<Box<Sleep>>,
 }
 
-impl H1 {
+impl<B: SendBody> H1<B> {
     /// A freshly handshaken connection.
-    pub fn new(tx: http1::SendRequest<Full<Bytes>>, conn: H1Connection) -> Self {
+    pub fn new(tx: http1::SendRequest<B>, conn: H1Connection<B>) -> Self {
         Self {
             tx,
             conn: Some(Box::pin(conn)),
@@ -94,35 +102,50 @@ impl H1 {
 }
 
 /// A connection taken from the pool.
-pub enum Checkout {
+pub enum Checkout<B: SendBody = Full<Bytes>> {
     /// Exclusive use until the response body ends.
-    H1(H1),
+    H1(H1<B>),
     /// A handle on the shared connection.
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<B>),
 }
 
-struct Idle {
-    h1: H1,
+struct Idle<B: SendBody> {
+    h1: H1<B>,
     since: Instant,
 }
 
-#[derive(Default)]
-struct Host {
+struct Host<B: SendBody> {
     /// Most recently used last: reuse the warmest connection, expire from the front.
-    idle: VecDeque<Idle>,
-    h2: Option<http2::SendRequest<Full<Bytes>>>,
+    idle: VecDeque<Idle<B>>,
+    h2: Option<http2::SendRequest<B>>,
+}
+
+impl<B: SendBody> Default for Host<B> {
+    fn default() -> Self {
+        Self {
+            idle: VecDeque::new(),
+            h2: None,
+        }
+    }
 }
 
 /// The pool.
-#[derive(Default)]
-pub struct Pool {
+pub struct Pool<B: SendBody = Full<Bytes>> {
     /// Looked up twice per call (checkout, return) by configured endpoints: a fast hash.
-    hosts: Mutex<Hosts>,
+    hosts: Mutex<Hosts<B>>,
 }
 
-type Hosts = HashMap<Arc<Origin>, Host, foldhash::fast::RandomState>;
+impl<B: SendBody> Default for Pool<B> {
+    fn default() -> Self {
+        Self {
+            hosts: Mutex::new(HashMap::default()),
+        }
+    }
+}
 
-impl Pool {
+type Hosts<B> = HashMap<Arc<Origin>, Host<B>, foldhash::fast::RandomState>;
+
+impl<B: SendBody> Pool<B> {
     /// A pool whose idle connections are swept in the background while it lives.
     pub fn new() -> Arc<Self> {
         let pool = Arc::new(Self::default());
@@ -133,13 +156,13 @@ impl Pool {
         pool
     }
 
-    fn hosts(&self) -> std::sync::MutexGuard<'_, Hosts> {
+    fn hosts(&self) -> std::sync::MutexGuard<'_, Hosts<B>> {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A connection to `key` that can take a request now: the shared h2 one if open, else the most
     /// recently used idle HTTP/1.1 one that is still usable.
-    pub fn checkout(&self, key: &Origin) -> Option<Checkout> {
+    pub fn checkout(&self, key: &Origin) -> Option<Checkout<B>> {
         let mut hosts = self.hosts();
         let host = hosts.get_mut(key)?;
         if let Some(tx) = &host.h2 {
@@ -157,7 +180,7 @@ impl Pool {
     }
 
     /// Return an idle HTTP/1.1 connection.
-    pub fn put_h1(&self, key: Arc<Origin>, h1: H1) {
+    pub fn put_h1(&self, key: Arc<Origin>, h1: H1<B>) {
         let now = Instant::now();
         let mut hosts = self.hosts();
         let host = hosts.entry(key).or_default();
@@ -174,7 +197,7 @@ impl Pool {
     }
 
     /// Share a new HTTP/2 connection.
-    pub fn put_h2(&self, key: Arc<Origin>, tx: http2::SendRequest<Full<Bytes>>) {
+    pub fn put_h2(&self, key: Arc<Origin>, tx: http2::SendRequest<B>) {
         self.hosts().entry(key).or_default().h2 = Some(tx);
     }
 
@@ -192,7 +215,7 @@ impl Pool {
     }
 }
 
-async fn sweep_while_alive(pool: Weak<Pool>) {
+async fn sweep_while_alive<B: SendBody>(pool: Weak<Pool<B>>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -207,19 +230,22 @@ async fn sweep_while_alive(pool: Weak<Pool>) {
 /// An upstream response body. For HTTP/1.1 it drives its connection and hands it back to the pool
 /// once the body has been read to the end; a body dropped early closes the connection (its unread
 /// remainder would corrupt the next exchange).
-pub struct UpstreamBody {
+pub struct UpstreamBody<B: SendBody = Full<Bytes>> {
     inner: Incoming,
-    conn: Option<(H1, Arc<Pool>, Arc<Origin>)>,
+    conn: Option<Held<B>>,
 }
 
-impl UpstreamBody {
+/// The connection a body drives, the pool it goes back to, and under which origin.
+type Held<B> = (H1<B>, Arc<Pool<B>>, Arc<Origin>);
+
+impl<B: SendBody> UpstreamBody<B> {
     /// A body read from a multiplexed (HTTP/2) connection, which its own task drives.
     pub fn shared(inner: Incoming) -> Self {
         Self { inner, conn: None }
     }
 
     /// A body that drives `h1` and returns it to `pool` at its end.
-    pub fn pooled(inner: Incoming, h1: H1, pool: Arc<Pool>, key: Arc<Origin>) -> Self {
+    pub fn pooled(inner: Incoming, h1: H1<B>, pool: Arc<Pool<B>>, key: Arc<Origin>) -> Self {
         Self {
             inner,
             conn: Some((h1, pool, key)),
@@ -264,7 +290,7 @@ impl UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
+impl<B: SendBody> Body for UpstreamBody<B> {
     type Data = Bytes;
     type Error = hyper::Error;
 
