@@ -51,62 +51,127 @@ impl Usage {
         self.read(data);
     }
 
-    /// Parse only the fields the meter reads; everything else is skipped without being built (a
-    /// `serde_json::Value` of the whole response was most of the relay's cost per call).
+    /// Read the top-level `model` and `usage` of a JSON object, and those of its `message` and
+    /// `response` members (the streamed shapes nest them there).
     fn read(&mut self, json: &[u8]) {
-        let Ok(doc) = serde_json::from_slice::<Doc<'_>>(json) else {
-            return;
-        };
-        // Streamed shapes nest the message (Anthropic's message_start) or the response (OpenAI's
-        // Responses events).
-        let top = Scope {
-            model: doc.model,
-            usage: doc.usage,
-        };
-        for scope in [Some(top), doc.message, doc.response].into_iter().flatten() {
-            if self.model.is_none() {
-                if let Some(m) = scope
-                    .model
-                    .filter(|m| !m.is_empty() && m.len() <= MAX_MODEL)
-                {
-                    self.model = Some(m.into_owned());
+        let mut nested = [None, None];
+        self.read_scope(json, Some(&mut nested));
+        for at in nested.into_iter().flatten() {
+            self.read_scope(&json[at..], None);
+        }
+    }
+
+    /// One object's `model` and `usage`; with `nested`, where its `message` and `response` start.
+    ///
+    /// Only those members' values are parsed (by serde_json); the rest of the document is stepped
+    /// over by [`members`]. Deserializing the whole response, even into a struct that skips unknown
+    /// fields, cost 6,000 instructions for a 400-byte completion, a tenth of the gateway's work per
+    /// call (BENCHMARKS.md), because every skipped string and number is still tokenised.
+    fn read_scope(&mut self, json: &[u8], mut nested: Option<&mut [Option<usize>; 2]>) {
+        members(json, |key, at| match key {
+            b"model" if self.model.is_none() => {
+                if let Ok(m) = first_value::<Cow<'_, str>>(&json[at..]) {
+                    if !m.is_empty() && m.len() <= MAX_MODEL {
+                        self.model = Some(m.into_owned());
+                    }
                 }
             }
-            if let Some(u) = scope.usage {
-                let n = |v: Option<u64>| v.unwrap_or(0);
-                let input = n(u.input_tokens)
-                    .saturating_add(n(u.prompt_tokens))
-                    .saturating_add(n(u.cache_creation_input_tokens))
-                    .saturating_add(n(u.cache_read_input_tokens));
-                let output = n(u.output_tokens).saturating_add(n(u.completion_tokens));
-                self.input_tokens = self.input_tokens.max(input);
-                self.output_tokens = self.output_tokens.max(output);
+            b"usage" => {
+                if let Ok(u) = first_value::<Counts>(&json[at..]) {
+                    self.count(&u);
+                }
             }
+            b"message" | b"response" => {
+                if let Some(n) = nested.as_deref_mut() {
+                    n[usize::from(key == b"response")] = Some(at);
+                }
+            }
+            _ => {}
+        });
+    }
+
+    fn count(&mut self, u: &Counts) {
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        let input = n(u.input_tokens)
+            .saturating_add(n(u.prompt_tokens))
+            .saturating_add(n(u.cache_creation_input_tokens))
+            .saturating_add(n(u.cache_read_input_tokens));
+        let output = n(u.output_tokens).saturating_add(n(u.completion_tokens));
+        self.input_tokens = self.input_tokens.max(input);
+        self.output_tokens = self.output_tokens.max(output);
+    }
+}
+
+/// The first JSON value in `b` (whatever follows it is not looked at).
+fn first_value<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, serde_json::Error> {
+    T::deserialize(&mut serde_json::Deserializer::from_slice(b))
+}
+
+/// Call `f(key, value_offset)` for each member of the JSON object `json` starts with (after
+/// whitespace), in order, without parsing the values: strings are skipped with `memchr`, nesting is
+/// counted, and only a string at depth one followed by `:` is a key. Hand-written, not a JSON crate,
+/// for speed (see [`Usage::read_scope`]); it never decides anything but which members to parse, and a
+/// document it misreads is only metered wrongly, never forwarded differently. Keys spelled with
+/// escapes are not recognised (no provider writes them so).
+fn members(json: &[u8], mut f: impl FnMut(&[u8], usize)) {
+    let ws = |mut i: usize| {
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if json.get(i) != Some(&b'{') {
+        return;
+    }
+    i += 1;
+    let mut depth = 1usize;
+    let mut key_next = true;
+    while let Some(&c) = json.get(i) {
+        match c {
+            b'"' => {
+                let Some(end) = string_end(json, i + 1) else {
+                    return;
+                };
+                if depth == 1 && key_next {
+                    let colon = ws(end + 1);
+                    if json.get(colon) == Some(&b':') {
+                        key_next = false;
+                        f(&json[i + 1..end], ws(colon + 1));
+                        i = colon + 1;
+                        continue;
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return;
+                }
+            }
+            b',' if depth == 1 => key_next = true,
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The index of the quote closing the string whose contents start at `i`.
+fn string_end(json: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let k = i + memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
+        if json[k] == b'\\' {
+            i = k + 2;
+        } else {
+            return Some(k);
         }
     }
 }
 
-/// The fields read from a response or an event (unknown fields are skipped).
-#[derive(Deserialize)]
-struct Doc<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    usage: Option<Counts>,
-    #[serde(borrow, default)]
-    message: Option<Scope<'a>>,
-    #[serde(borrow, default)]
-    response: Option<Scope<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Scope<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    usage: Option<Counts>,
-}
-
+/// The token counts of a `usage` object (other fields are skipped).
 #[derive(Deserialize)]
 struct Counts {
     input_tokens: Option<u64>,
@@ -146,6 +211,31 @@ mod tests {
             ),
             (Some("claude-x"), 20, 9, 29)
         );
+    }
+
+    #[test]
+    fn only_top_level_members_count() {
+        let mut u = Usage::default();
+        // A tool's input may hold any keys, "usage" and "model" among them, and strings may hold
+        // braces and escaped quotes: none of it is the response's own.
+        u.read_json(br#"{"content":[{"type":"tool_use","input":{"usage":{"input_tokens":1},"model":"fake"}},{"type":"text","text":"a \"}\" {\"usage\": 9} \\"}],"model" : "real","usage": {"input_tokens": 4, "output_tokens": 2}, "usage2": {}}"#);
+        assert_eq!(
+            (u.model.as_deref(), u.input_tokens, u.output_tokens),
+            (Some("real"), 4, 2)
+        );
+        for junk in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"model\"",
+            b"{\"usage\":",
+            b"\"x\"",
+            b"{\"a\":\"\\",
+        ] {
+            let mut u = Usage::default();
+            u.read_json(junk);
+            assert_eq!(u, Usage::default());
+        }
     }
 
     #[test]
