@@ -1,7 +1,7 @@
 //! The SSE splitter on an upstream stream cut into arbitrary chunks.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_hub::mcp::sse::{EventSplitter, data, replace_data};
+use mcp_hub::sse::{EventSplitter, data, replace_data};
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (stream, cuts) = input;
