@@ -5,7 +5,6 @@
 //! operator binds first, and keeping them out of `hub.toml` means nobody can get their endpoint or key
 //! header wrong. Their names are reserved.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use http::{HeaderName, Method, Uri};
 use sha2::{Digest, Sha256};
 
 use super::raw::{RawAgentGateway, RawAuthMechanism, RawGatewayConfig};
-use super::validate::{Issues, is_valid_name};
+use super::validate::{Issues, Taken};
 use super::{CredentialPlacement, origin::Origin};
 use crate::policy::tools::ToolFilter;
 
@@ -275,55 +274,26 @@ pub(crate) fn gateway_configs(
     issues: &mut Issues<'_>,
 ) -> Vec<Arc<GatewayConfig>> {
     let mut out = system_configs();
-    let mut names: HashSet<String> = SYSTEM_CONFIGS.iter().map(|s| s.to_string()).collect();
-    let mut ids: HashSet<String> = out.iter().map(|c| c.id.clone()).collect();
+    let mut taken = Taken::new("gateway_config", "gwc_");
+    for c in &out {
+        taken.reserve(&c.name, &c.id);
+    }
     for (i, r) in raws {
         let at = |k: &str| format!("gateway_configs[{i}].{k}");
-        let mut ok = true;
-        if !is_valid_name(&r.name) {
-            issues.push(
-                at("name"),
-                format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ - .", r.name),
-            );
-            ok = false;
-        } else if SYSTEM_CONFIGS.contains(&r.name.as_str()) {
-            issues.push(
-                at("name"),
-                format!(
-                    "{:?} is a system config every hub has; give yours another name (e.g. \"{}-restricted\")",
-                    r.name, r.name
-                ),
-            );
-            ok = false;
-        } else if !names.insert(r.name.clone()) {
-            issues.push(
-                at("name"),
-                format!(
-                    "{:?} is used by another gateway_config; names must be unique",
-                    r.name
-                ),
-            );
-            ok = false;
-        }
-        let id = r.id.clone().unwrap_or_else(|| derived_id(&r.name));
-        let id_ok = id.strip_prefix("gwc_").is_some_and(|s| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        let reserved = SYSTEM_CONFIGS.contains(&r.name.as_str()).then(|| {
+            format!(
+                "{:?} is a system config every hub has; give yours another name (e.g. \"{}-restricted\")",
+                r.name, r.name
+            )
         });
-        if !id_ok {
-            issues.push(
-                at("id"),
-                format!("{id:?} must look like \"gwc_\" followed by letters and digits"),
-            );
-            ok = false;
-        } else if (r.id.is_some() || ok) && !ids.insert(id.clone()) {
-            issues.push(
-                at("id"),
-                format!("{id:?} is used by another gateway_config; ids must be unique"),
-            );
-            ok = false;
-        }
+        let id = taken.claim(
+            i,
+            &r.name,
+            r.id.as_deref(),
+            derived_id(&r.name),
+            reserved,
+            issues,
+        );
         let endpoint = gateway_endpoint(&r.endpoint)
             .map_err(|m| issues.push(at("endpoint"), format!("{:?}: {m}", r.endpoint)))
             .ok();
@@ -355,12 +325,12 @@ pub(crate) fn gateway_configs(
                 .ok(),
         };
         if let (
-            true,
+            Some(id),
             Some((endpoint, origin)),
             Some(auth),
             Some(allowed_paths),
             Some(allowed_models),
-        ) = (ok, endpoint, auth, allowed_paths, allowed_models)
+        ) = (id, endpoint, auth, allowed_paths, allowed_models)
         {
             out.push(Arc::new(GatewayConfig {
                 id,
@@ -491,6 +461,45 @@ mod tests {
         assert!(!one.allows(&Method::POST, "/v1/messages/batches"));
         assert!(Routes::new(&["post /v1".into()]).is_err());
         assert!(Routes::new(&["POST v1".into()]).is_err());
+    }
+
+    #[test]
+    fn gateway_config_names_and_ids_are_checked() {
+        let text = r#"
+version = 1
+[gateway]
+url = "https://mcp.hub.internal/mcp"
+[agent_gateway]
+url = "https://agents.hub.internal"
+[[gateway_configs]]
+name = "anthropic"
+endpoint = "https://api.anthropic.com"
+auth_mechanism = { type = "bearer" }
+[[gateway_configs]]
+name = "mine"
+endpoint = "https://api.example.com"
+auth_mechanism = { type = "bearer" }
+[[gateway_configs]]
+name = "mine"
+id = "gwc_openai"
+endpoint = "https://api.example.com"
+auth_mechanism = { type = "header", key = "host" }
+"#;
+        let e = crate::config::parse(text, std::path::Path::new("hub.toml")).unwrap_err();
+        let got: Vec<String> = e
+            .issues()
+            .iter()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect();
+        for want in [
+            "gateway_configs[0].name: \"anthropic\" is a system config",
+            "gateway_configs[2].name: \"mine\" is used by another gateway_config",
+            "gateway_configs[2].id: \"gwc_openai\" is used by another gateway_config",
+            "gateway_configs[2].auth_mechanism.key: \"host\" is managed by the hub",
+        ] {
+            assert!(got.iter().any(|g| g.starts_with(want)), "{want}: {got:#?}");
+        }
+        assert_eq!(got.len(), 4, "{got:#?}");
     }
 
     #[test]

@@ -327,34 +327,64 @@ pub fn credential(header: &str, value: &str) -> Result<CredentialPlacement, Stri
     })
 }
 
-pub(crate) fn mcp_configs(
-    raws: Vec<(usize, RawMcpConfig)>,
-    issues: &mut Issues<'_>,
-) -> Vec<Arc<McpConfig>> {
-    let mut names = HashSet::new();
-    let mut ids = HashSet::new();
-    let mut out = Vec::new();
-    for (i, r) in raws {
-        let at = |k: &str| format!("mcp_configs[{i}].{k}");
+/// The names and ids already used in one array of configs (`[[mcp_configs]]`, `[[gateway_configs]]`).
+pub(crate) struct Taken {
+    kind: &'static str,
+    prefix: &'static str,
+    names: HashSet<String>,
+    ids: HashSet<String>,
+}
+
+impl Taken {
+    /// Nothing taken yet in `[[{kind}s]]`, whose ids start with `prefix`.
+    pub(crate) fn new(kind: &'static str, prefix: &'static str) -> Self {
+        Self {
+            kind,
+            prefix,
+            names: HashSet::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Count a name and id as taken already (built-in configs).
+    pub(crate) fn reserve(&mut self, name: &str, id: &str) {
+        self.names.insert(name.to_string());
+        self.ids.insert(id.to_string());
+    }
+
+    /// Check entry `i`'s name and its id (`derived` when it gives none), reporting every problem;
+    /// `reserved` is why the name may not be used, when it may not. The id, when both are good.
+    pub(crate) fn claim(
+        &mut self,
+        i: usize,
+        name: &str,
+        id: Option<&str>,
+        derived: String,
+        reserved: Option<String>,
+        issues: &mut Issues<'_>,
+    ) -> Option<String> {
+        let (kind, prefix) = (self.kind, self.prefix);
+        let at = |k: &str| format!("{kind}s[{i}].{k}");
         let mut ok = true;
-        if !is_valid_name(&r.name) {
+        if !is_valid_name(name) {
             issues.push(
                 at("name"),
-                format!("{:?} must be 1-64 characters of A-Z a-z 0-9 _ - .", r.name),
+                format!("{name:?} must be 1-64 characters of A-Z a-z 0-9 _ - ."),
             );
             ok = false;
-        } else if !names.insert(r.name.clone()) {
+        } else if let Some(why) = reserved {
+            issues.push(at("name"), why);
+            ok = false;
+        } else if !self.names.insert(name.to_string()) {
             issues.push(
                 at("name"),
-                format!(
-                    "{:?} is used by another mcp_config; names must be unique",
-                    r.name
-                ),
+                format!("{name:?} is used by another {kind}; names must be unique"),
             );
             ok = false;
         }
-        let id = r.id.clone().unwrap_or_else(|| derived_id(&r.name));
-        let id_ok = id.strip_prefix("mcp_").is_some_and(|s| {
+        let given = id.is_some();
+        let id = id.map_or(derived, str::to_string);
+        let id_ok = id.strip_prefix(prefix).is_some_and(|s| {
             !s.is_empty()
                 && s.len() <= 64
                 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -362,17 +392,37 @@ pub(crate) fn mcp_configs(
         if !id_ok {
             issues.push(
                 at("id"),
-                format!("{id:?} must look like \"mcp_\" followed by letters and digits"),
+                format!("{id:?} must look like \"{prefix}\" followed by letters and digits"),
             );
             ok = false;
-        } else if (r.id.is_some() || ok) && !ids.insert(id.clone()) {
+        } else if (given || ok) && !self.ids.insert(id.clone()) {
             // A derived id of an already-reported duplicate name would only repeat that problem.
             issues.push(
                 at("id"),
-                format!("{id:?} is used by another mcp_config; ids must be unique"),
+                format!("{id:?} is used by another {kind}; ids must be unique"),
             );
             ok = false;
         }
+        ok.then_some(id)
+    }
+}
+
+pub(crate) fn mcp_configs(
+    raws: Vec<(usize, RawMcpConfig)>,
+    issues: &mut Issues<'_>,
+) -> Vec<Arc<McpConfig>> {
+    let mut taken = Taken::new("mcp_config", "mcp_");
+    let mut out = Vec::new();
+    for (i, r) in raws {
+        let at = |k: &str| format!("mcp_configs[{i}].{k}");
+        let id = taken.claim(
+            i,
+            &r.name,
+            r.id.as_deref(),
+            derived_id(&r.name),
+            None,
+            issues,
+        );
         let endpoint = match endpoint(&r.endpoint) {
             Ok(e) => Some(e),
             Err(m) => {
@@ -403,8 +453,8 @@ pub(crate) fn mcp_configs(
                 }
             },
         };
-        if let (true, Some((endpoint, origin)), Some(allowed_tools), Some(credential)) =
-            (ok, endpoint, filter, credential)
+        if let (Some(id), Some((endpoint, origin)), Some(allowed_tools), Some(credential)) =
+            (id, endpoint, filter, credential)
         {
             out.push(Arc::new(McpConfig {
                 id,
