@@ -67,9 +67,11 @@ impl Gateway {
         }
     }
 
-    /// Serve one request from `peer`, on a connection whose verified token `auth` remembers.
+    /// Serve one request from `peer` with `snap` (the live snapshot, loaded once by the front door),
+    /// on a connection whose verified token `auth` remembers.
     pub async fn handle(
         &self,
+        snap: Arc<crate::runtime::Snapshot>,
         req: Request<Incoming>,
         peer: SocketAddr,
         auth: &ConnAuth<AgentBinding>,
@@ -80,7 +82,6 @@ impl Gateway {
             Ok(t) => t,
             Err((f, d)) => return refuse(peer, None, d, &parts, Refusal::Auth(f)),
         };
-        let snap = self.state.load_full();
         let binding = match auth.hit(&snap, token.as_bytes()) {
             Some(b) => b,
             None => match snap.authenticate_agent(token, peer.ip()) {

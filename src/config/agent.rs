@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use globset::{GlobBuilder, GlobMatcher};
 use http::{HeaderName, Method, Uri};
-use sha2::{Digest, Sha256};
 
 use super::raw::{RawAgentGateway, RawAuthMechanism, RawGatewayConfig};
 use super::validate::{Issues, Taken};
@@ -215,13 +214,6 @@ fn base_path(u: &Uri) -> String {
     u.path().trim_end_matches('/').to_string()
 }
 
-/// A stable id for a hand-written config without one: `gwc_` + 16 hex chars of SHA-256(name).
-pub fn derived_id(name: &str) -> String {
-    let d = Sha256::digest(name.as_bytes());
-    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("gwc_{hex}")
-}
-
 /// Headers the hub sets or strips itself; a config may not put its secret in one of them.
 const MANAGED_HEADERS: &[&str] = &[
     "host",
@@ -286,14 +278,7 @@ pub(crate) fn gateway_configs(
                 r.name, r.name
             )
         });
-        let id = taken.claim(
-            i,
-            &r.name,
-            r.id.as_deref(),
-            derived_id(&r.name),
-            reserved,
-            issues,
-        );
+        let id = taken.claim(i, &r.name, r.id.as_deref(), reserved, issues);
         let endpoint = gateway_endpoint(&r.endpoint)
             .map_err(|m| issues.push(at("endpoint"), format!("{:?}: {m}", r.endpoint)))
             .ok();

@@ -255,11 +255,12 @@ fn gateway_url(u: &str) -> Result<(Uri, String, String), String> {
     Ok((uri, host, path))
 }
 
-/// A stable id for a hand-written config without one: `mcp_` + 16 hex chars of SHA-256(name).
-pub fn derived_id(name: &str) -> String {
+/// A stable id for a hand-written config without one: its kind's prefix (`mcp_`, `gwc_`) + 16 hex
+/// chars of SHA-256(name).
+pub fn derived_id(prefix: &str, name: &str) -> String {
     let d = Sha256::digest(name.as_bytes());
     let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("mcp_{hex}")
+    format!("{prefix}{hex}")
 }
 
 /// Validate an upstream endpoint URL. Also returns its origin (the pool key, host, port and `Host`
@@ -352,14 +353,14 @@ impl Taken {
         self.ids.insert(id.to_string());
     }
 
-    /// Check entry `i`'s name and its id (`derived` when it gives none), reporting every problem;
-    /// `reserved` is why the name may not be used, when it may not. The id, when both are good.
+    /// Check entry `i`'s name and its id (derived from the name when it gives none), reporting every
+    /// problem; `reserved` is why the name may not be used, when it may not. The id, when both are
+    /// good.
     pub(crate) fn claim(
         &mut self,
         i: usize,
         name: &str,
         id: Option<&str>,
-        derived: String,
         reserved: Option<String>,
         issues: &mut Issues<'_>,
     ) -> Option<String> {
@@ -383,7 +384,7 @@ impl Taken {
             ok = false;
         }
         let given = id.is_some();
-        let id = id.map_or(derived, str::to_string);
+        let id = id.map_or_else(|| derived_id(prefix, name), str::to_string);
         let id_ok = id.strip_prefix(prefix).is_some_and(|s| {
             !s.is_empty()
                 && s.len() <= 64
@@ -415,14 +416,7 @@ pub(crate) fn mcp_configs(
     let mut out = Vec::new();
     for (i, r) in raws {
         let at = |k: &str| format!("mcp_configs[{i}].{k}");
-        let id = taken.claim(
-            i,
-            &r.name,
-            r.id.as_deref(),
-            derived_id(&r.name),
-            None,
-            issues,
-        );
+        let id = taken.claim(i, &r.name, r.id.as_deref(), None, issues);
         let endpoint = match endpoint(&r.endpoint) {
             Ok(e) => Some(e),
             Err(m) => {

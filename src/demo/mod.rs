@@ -68,6 +68,33 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// Serve plain HTTP/1.1 and h2 on `listener`, each request answered by `handle`, until the task is
+/// dropped: the loop both sample servers run.
+pub(crate) async fn serve_http<F, Fut>(listener: tokio::net::TcpListener, handle: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    loop {
+        let Ok((tcp, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let reply = handle(req);
+                async move { Ok::<_, std::convert::Infallible>(reply.await) }
+            });
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+        });
+    }
+}
+
 /// Bind the gateway: the requested address, else 127.0.0.1:8443, else any free loopback port.
 ///
 /// # Errors

@@ -56,20 +56,22 @@ impl Front {
         peer: SocketAddr,
         conn: &Conn,
     ) -> Response<Body> {
-        if self.is_agent(&req) {
-            return self.agent.handle(req, peer, &conn.agent).await;
+        // One snapshot decides the route and serves the request.
+        let snap = self.state.load_full();
+        if is_agent(&snap, &req) {
+            return self.agent.handle(snap, req, peer, &conn.agent).await;
         }
-        self.mcp.handle(req, peer, &conn.mcp).await
+        self.mcp.handle(snap, req, peer, &conn.mcp).await
     }
+}
 
-    fn is_agent<B>(&self, req: &Request<B>) -> bool {
-        let snap = self.state.load();
-        let Some(a) = &snap.config.agent_gateway else {
-            return false;
-        };
-        request_host(req).is_some_and(|h| h.eq_ignore_ascii_case(&a.host))
-            && under(req.uri().path(), &a.path_prefix)
-    }
+/// Whether `req` names the agent gateway (its host, and its path prefix when it has one).
+fn is_agent<B>(snap: &crate::runtime::Snapshot, req: &Request<B>) -> bool {
+    let Some(a) = &snap.config.agent_gateway else {
+        return false;
+    };
+    request_host(req).is_some_and(|h| h.eq_ignore_ascii_case(&a.host))
+        && under(req.uri().path(), &a.path_prefix)
 }
 
 /// Whether `path` is `prefix` or below it (every path is below the empty prefix).

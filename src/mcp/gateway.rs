@@ -104,14 +104,11 @@ impl Gateway {
         }
     }
 
-    /// How long a client may take to send a request, and may keep a connection idle.
-    pub fn client_timeout(&self) -> std::time::Duration {
-        self.state.load().config.gateway.client_timeout
-    }
-
-    /// Serve one request from `peer`, on a connection whose verified token `auth` remembers.
+    /// Serve one request from `peer` with `snap` (the live snapshot, loaded once by the front door),
+    /// on a connection whose verified token `auth` remembers.
     pub async fn handle<B>(
         &self,
+        snap: Arc<Snapshot>,
         req: Request<B>,
         peer: SocketAddr,
         auth: &ConnAuth<Binding>,
@@ -120,7 +117,6 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let snap = self.state.load_full();
         let (parts, body) = req.into_parts();
         // Taken by the stage that reads it; a refusal before then lingers on what is left.
         let mut body = Some(body);

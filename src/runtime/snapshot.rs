@@ -299,18 +299,9 @@ impl Snapshot {
                     );
                     continue;
                 };
-                let Some(secret) = secrets.map.get(&b.secret) else {
-                    push(
-                        "secret",
-                        format!(
-                            "{:?} is not a stored secret; add it with `mcp-hub secret create {}`",
-                            b.secret, b.secret
-                        ),
-                    );
-                    continue;
-                };
-                let credential = match render(&cfg.credential, &secret.value) {
-                    Ok(v) => v,
+                let (credential, redactor) = match bound_secret(secrets, &b.secret, &cfg.credential)
+                {
+                    Ok(c) => c,
                     Err(m) => {
                         push("secret", m);
                         continue;
@@ -319,7 +310,6 @@ impl Snapshot {
                 let (Some(id), Some(key)) = (tokens.get(&d.name, env), key) else {
                     continue; // no token issued (or revoked): the binding exists but nothing authenticates to it
                 };
-                let redactor = Redactor::new(&secret.value, &credential);
                 bindings.insert(
                     id,
                     Arc::new(Binding {
@@ -368,18 +358,9 @@ impl Snapshot {
                     );
                     continue;
                 };
-                let Some(secret) = secrets.map.get(&b.secret) else {
-                    push(
-                        "secret",
-                        format!(
-                            "{:?} is not a stored secret; add it with `mcp-hub secret create {}`",
-                            b.secret, b.secret
-                        ),
-                    );
-                    continue;
-                };
-                let credential = match render(&cfg.auth.placement(), &secret.value) {
-                    Ok(v) => v,
+                let placement = cfg.auth.placement();
+                let (credential, redactor) = match bound_secret(secrets, &b.secret, &placement) {
+                    Ok(c) => c,
                     Err(m) => {
                         push("secret", m);
                         continue;
@@ -396,8 +377,8 @@ impl Snapshot {
                         addresses: addresses.clone(),
                         config: cfg.clone(),
                         secret_name: b.secret.clone(),
-                        redactor: Redactor::new(&secret.value, &credential),
                         credential,
+                        redactor,
                         policy: view.policy.clone(),
                         max_requests_per_minute: b.max_requests_per_minute,
                         max_tokens_per_day: b.max_tokens_per_day,
@@ -464,6 +445,21 @@ impl Snapshot {
     pub fn live_bindings(&self) -> usize {
         self.bindings.len() + self.agent_bindings.len()
     }
+}
+
+/// Stored secret `name` rendered for `placement` (a sensitive header value), and the redactor that
+/// scrubs it from responses; or why it cannot be used, for the binding's `secret` key.
+fn bound_secret(
+    secrets: &Secrets,
+    name: &str,
+    placement: &crate::config::CredentialPlacement,
+) -> Result<(HeaderValue, Redactor), String> {
+    let secret = secrets.map.get(name).ok_or_else(|| {
+        format!("{name:?} is not a stored secret; add it with `mcp-hub secret create {name}`")
+    })?;
+    let credential = render(placement, &secret.value)?;
+    let redactor = Redactor::new(&secret.value, &credential);
+    Ok((credential, redactor))
 }
 
 /// The policy's view of the deployment: gateway host, agent gateway, devbox addresses, and the hub's

@@ -4,14 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::Hub;
@@ -36,19 +34,9 @@ pub(crate) async fn llm_upstream(log: &std::path::Path) -> (Child, u16) {
         "{}/tests/interop/llm_upstream.py",
         env!("CARGO_MANIFEST_DIR")
     );
-    let mut child = Command::new("python3")
-        .args([&script, KEY, &log.display().to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    (child, port.trim().parse().unwrap())
+    let mut cmd = Command::new("python3");
+    cmd.args([&script, KEY, &log.display().to_string()]);
+    super::interop::spawn_with_port(cmd).await
 }
 
 impl Lab {

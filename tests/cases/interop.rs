@@ -32,7 +32,7 @@ fn script(name: &str) -> String {
 }
 
 /// Start a child that prints its port on the first stdout line.
-async fn spawn_with_port(mut cmd: Command) -> (Child, u16) {
+pub(crate) async fn spawn_with_port(mut cmd: Command) -> (Child, u16) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

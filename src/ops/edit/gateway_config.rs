@@ -84,18 +84,6 @@ pub struct Update {
     pub clear_allowed_models: bool,
 }
 
-fn random_id() -> Result<String, ManageError> {
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).map_err(|e| ManageError::Io {
-        context: "random id".into(),
-        source: std::io::Error::other(e),
-    })?;
-    Ok(format!(
-        "gwc_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
-}
-
 fn auth_mechanism(kind: AuthType, key: Option<&str>) -> Result<InlineTable, ManageError> {
     let mut a = InlineTable::new();
     match (kind, key) {
@@ -150,7 +138,7 @@ impl Create {
                 self.name
             )));
         }
-        let id = random_id()?;
+        let id = super::random_id("gwc_")?;
         let mut t = Table::new();
         t.insert("id", value(&id));
         t.insert("name", value(&self.name));

@@ -47,18 +47,6 @@ pub struct Update {
     pub endpoint: Option<String>,
 }
 
-fn random_id() -> Result<String, ManageError> {
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).map_err(|e| ManageError::Io {
-        context: "random id".into(),
-        source: std::io::Error::other(e),
-    })?;
-    Ok(format!(
-        "mcp_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
-}
-
 impl Create {
     /// Append the config; the message names its new id.
     ///
@@ -71,7 +59,7 @@ impl Create {
                 self.name
             )));
         }
-        let id = random_id()?;
+        let id = super::random_id("mcp_")?;
         let mut t = Table::new();
         t.insert("id", value(&id));
         t.insert("name", value(&self.name));

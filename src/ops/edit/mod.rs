@@ -247,6 +247,17 @@ impl Changed {
     }
 }
 
+/// A fresh id for a new config: `prefix` and 24 random hex digits.
+pub(super) fn random_id(prefix: &str) -> Result<String, ManageError> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| ManageError::Io {
+        context: "random id".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!("{prefix}{hex}"))
+}
+
 pub(super) fn string_array(items: &[String]) -> Array {
     items.iter().map(String::as_str).collect()
 }
