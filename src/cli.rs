@@ -11,7 +11,7 @@ use serde_json::json;
 
 use mcp_hub::config::ConfigError;
 use mcp_hub::ops::edit::{
-    self, Workspace, devbox, gateway_config, mcp_config, network_policy, secret,
+    self, Workspace, devbox, gateway_config, mcp_config, network_policy, secret, tools,
 };
 use mcp_hub::ops::socket::{self, Outcome, Request};
 use mcp_hub::ops::start;
@@ -97,8 +97,24 @@ pub(crate) enum Command {
     /// Network policies devboxes name (`[[network_policies]]` in hub.toml).
     #[command(subcommand, name = "network-policy")]
     NetworkPolicy(NetworkPolicyCmd),
+    /// Tool pinning: review what upstreams list and approve tool definitions (`pin_tools`).
+    #[command(subcommand)]
+    Tools(ToolsCmd),
     /// What the running service serves (through its admin socket), or what it would serve.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ToolsCmd {
+    /// Every tool seen or approved for a config: whether allowed_tools admits it, its state
+    /// (approved, new, changed, removed), when first and last seen, and what changed.
+    List(tools::List),
+    /// Approve the current definitions of tools (or --all).
+    Approve(tools::Names),
+    /// Withdraw approvals (or --all).
+    Revoke(tools::Names),
+    /// List the upstream now, with a stored secret, and record what it lists.
+    Refresh(tools::Refresh),
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,6 +296,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(c) => secret(&cfg, c, cli.json),
         Command::Devbox(c) => devbox(&cfg, c, cli.json),
         Command::Status => submit(&cfg, Request::Status, cli.json),
+        Command::Tools(c) => tools_cmd(&cfg, c, cli.json).await,
         Command::NetworkPolicy(c) => network_policy(&cfg, c, cli.json),
     }
 }
@@ -336,10 +353,63 @@ fn submit(cfg: &std::path::Path, req: Request, as_json: bool) -> anyhow::Result<
     Ok(())
 }
 
+/// `tools`: through the running service when its socket answers (it knows what it has seen since the
+/// last write, and lists upstreams with its own client), otherwise on the files.
+async fn tools_cmd(cfg: &std::path::Path, c: ToolsCmd, as_json: bool) -> anyhow::Result<()> {
+    let req = match c {
+        ToolsCmd::List(a) => Request::ToolsList(a),
+        ToolsCmd::Approve(a) => Request::ToolsApprove(a),
+        ToolsCmd::Revoke(a) => Request::ToolsRevoke(a),
+        ToolsCmd::Refresh(a) => Request::ToolsRefresh(a),
+    };
+    let config = mcp_hub::config::load(cfg)?;
+    let running = config
+        .admin_socket
+        .as_deref()
+        .and_then(|p| socket::call(p, &req));
+    let reply = match (running, req) {
+        (Some(r), _) => r.context("talking to the running mcp-hub over its admin socket")?,
+        (None, Request::ToolsList(a)) => {
+            let snap = Snapshot::load(cfg)?;
+            let seen = mcp_hub::state::tools::Seen::load(&snap.config.paths.tools_seen_file)
+                .map_err(ConfigError::Invalid)?;
+            socket::tools_list(&a, &snap.config, &snap.approvals, &seen)
+        }
+        (None, Request::ToolsRefresh(a)) => {
+            let snap = Snapshot::load(cfg)?;
+            let _lock = edit::lock(&snap.config.paths)?;
+            let pins = mcp_hub::runtime::pins::Pins::load(
+                &snap.config.paths.tools_seen_file,
+                snap.approvals.clone(),
+            );
+            socket::tools_refresh(&a, cfg, &pins, None).await
+        }
+        (None, req) => socket::apply(cfg, req),
+    };
+    match (reply.outcome, reply.data) {
+        (Outcome::Ok, Some(d)) if as_json => print_json(&d),
+        (Outcome::Ok, _) if as_json => print_json(&json!({"ok": true, "message": reply.message})),
+        (Outcome::Ok, _) => print!(
+            "{}{}",
+            reply.message,
+            if reply.message.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            }
+        ),
+        (Outcome::Invalid, _) => return Err(ConfigError::Invalid(reply.issues).into()),
+        (Outcome::BadInput, _) => return Err(edit::ManageError::BadInput(reply.message).into()),
+        (Outcome::Failed, _) => anyhow::bail!("{}", reply.message),
+    }
+    Ok(())
+}
+
 fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::Result<()> {
     let show = |c: &mcp_hub::config::McpConfig| {
         json!({"id": c.id, "name": c.name, "endpoint": c.endpoint.to_string(), "allowed_tools": c.allowed_tools.patterns(),
-               "description": c.description, "create_time_ms": c.create_time_ms, "credential_header": c.credential.header.as_str()})
+               "description": c.description, "create_time_ms": c.create_time_ms, "credential_header": c.credential.header.as_str(),
+               "pin_tools": c.pin_tools})
     };
     let req = match c {
         McpConfigCmd::List => {

@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mcp_hub::policy::tools::ToolFilter;
-use mcp_hub::mcp::jsonrpc::{filter_tools_any, join, parse_messages};
+use mcp_hub::mcp::jsonrpc::{filter_tools_any, join, parse_messages, retain_allowed};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = parse_messages(data) {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(data) {
         let filter =
             ToolFilter::new(&["github.get_*".to_string(), "x?y".to_string()]).expect("patterns");
-        filter_tools_any(&mut v, &filter, true);
+        filter_tools_any(&mut v, &mut |p| retain_allowed(p.tools, &filter), true);
         // SECURITY: after rewriting, no listed tool is one the filter refuses.
         let results: Vec<&serde_json::Value> = match &v {
             serde_json::Value::Array(a) => a.iter().collect(),

@@ -75,6 +75,10 @@ pub struct Paths {
     pub token_key_file: PathBuf,
     /// The hub's CA (`ca.pem`, `ca.key`).
     pub ca_dir: PathBuf,
+    /// The operator's tool approvals (`tool-approvals.json`).
+    pub tool_approvals_file: PathBuf,
+    /// The tool definitions the hub has seen (`tools-seen.json`, written by the hub).
+    pub tools_seen_file: PathBuf,
 }
 
 /// `[gateway]` after validation.
@@ -143,6 +147,8 @@ pub struct McpConfig {
     pub create_time_ms: u64,
     /// Where the secret goes.
     pub credential: CredentialPlacement,
+    /// Tools are listed and callable only in a definition the operator approved.
+    pub pin_tools: bool,
 }
 
 /// `[egress]` after validation. Without it the egress listeners are off.

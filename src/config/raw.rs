@@ -39,6 +39,8 @@ pub(crate) struct RawMcpConfig {
     pub(crate) description: Option<String>,
     pub(crate) create_time_ms: Option<u64>,
     pub(crate) credential: Option<RawCredential>,
+    #[serde(default)]
+    pub(crate) pin_tools: bool,
 }
 
 /// `[mcp_configs.credential]`: where the secret goes on the upstream request.

@@ -94,6 +94,8 @@ pub(crate) fn paths(raw: &RawHub, config_file: &Path, issues: &mut Issues<'_>) -
         tokens_file: state_dir.join("tokens.json"),
         token_key_file: state_dir.join("token.key"),
         ca_dir: state_dir.join("ca"),
+        tool_approvals_file: state_dir.join("tool-approvals.json"),
+        tools_seen_file: state_dir.join("tools-seen.json"),
         state_dir,
         secrets_file,
     }
@@ -459,6 +461,7 @@ pub(crate) fn mcp_configs(
                 description: r.description.unwrap_or_default(),
                 create_time_ms: r.create_time_ms.unwrap_or(0),
                 credential,
+                pin_tools: r.pin_tools,
             }));
         }
     }

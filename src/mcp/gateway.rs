@@ -177,12 +177,15 @@ impl Gateway {
                 // Nothing of a GET's or DELETE's body goes upstream; it is not kept for the
                 // (possibly long) stream either.
                 drop(body.take());
+                let mut local = relay::Local::none();
+                // The GET stream is where legacy servers send notifications.
+                local.listen = parts.method == Method::GET;
                 Forward {
                     ctx,
                     parts,
                     seen,
                     body: Bytes::new(),
-                    local: relay::Local::none(),
+                    local,
                 }
             }
             _ => return Err(Denial::MethodNotAllowed.into()),
@@ -221,7 +224,7 @@ impl Gateway {
             };
             return Err(Denial::HeaderMismatch(m).to(id));
         }
-        let (forward, mut local) = screen_tool_calls(&ctx, &msgs);
+        let (forward, mut local) = screen_tool_calls(&ctx, &msgs, &self.state.pins);
         if forward.is_empty() {
             // Everything was answered by the hub itself.
             return Ok(Step::Answered(relay::local_only(local, batch)));
@@ -244,6 +247,15 @@ impl Gateway {
             .filter(|m| m.method() == Some("tools/call") && !m.id.is_null())
             .filter_map(|m| Some((m.id.clone(), m.name()?.to_string())))
             .collect();
+        if ctx.binding.config.pin_tools {
+            // A first page answered without a next one is the whole list: what it lacks is removed.
+            local.full_lists = forward
+                .iter()
+                .filter(|m| m.method() == Some("tools/list") && !m.has_cursor && !m.id.is_null())
+                .map(|m| m.id.clone())
+                .collect();
+            local.listen = !batch && forward[0].method() == Some("subscriptions/listen");
+        }
         // The parsed views are done with: not kept in this future's state across the upstream exchange.
         drop(forward);
         drop(msgs);
@@ -279,7 +291,7 @@ impl Gateway {
             parts,
             seen,
             body,
-            local,
+            mut local,
         } = f;
         let gw = &ctx.snap.config.gateway;
         let binding = ctx.binding.clone();
@@ -334,6 +346,8 @@ impl Gateway {
                     who: ctx.who.clone(),
                     started: ctx.started,
                     state: self.state.clone(),
+                    full_lists: std::mem::take(&mut local.full_lists),
+                    listen: local.listen,
                 };
                 Ok(relay::respond(rc, resp, local).await)
             }
@@ -596,7 +610,9 @@ fn check_metadata_headers(
 fn screen_tool_calls<'m, 'a>(
     ctx: &Ctx,
     msgs: &'m Messages<'a>,
+    pins: &crate::runtime::pins::Pins,
 ) -> (SmallVec<[&'m Message<'a>; 1]>, relay::Local) {
+    let cfg = &ctx.binding.config;
     let mut forward = SmallVec::with_capacity(msgs.items.len());
     let mut local = relay::Local::none();
     for m in &msgs.items {
@@ -621,12 +637,22 @@ fn screen_tool_calls<'m, 'a>(
                     None,
                 ));
             }
-            Some(name) if !ctx.binding.config.allowed_tools.allows(name) => {
+            Some(name)
+                if !cfg.allowed_tools.allows(name)
+                    || (cfg.pin_tools && !pins.callable(&cfg.id, name)) =>
+            {
+                // SECURITY: with pin_tools, a tool whose approved definition is not the one the
+                // upstream last listed (new, changed, removed, never listed) is as unknown as a hidden one.
+                let reason = if cfg.allowed_tools.allows(name) {
+                    "tool_not_approved"
+                } else {
+                    "tool_not_allowed"
+                };
                 audit::tool_call(
                     &ctx.who,
                     name,
                     Verdict::Deny,
-                    "tool_not_allowed",
+                    reason,
                     "rejected",
                     ctx.started,
                 );

@@ -55,6 +55,8 @@ pub struct Message<'a> {
     pub name: Option<Cow<'a, str>>,
     /// `params.uri`, likewise.
     pub uri: Option<Cow<'a, str>>,
+    /// `params` is an object with a `cursor` member (a `tools/list` page after the first).
+    pub has_cursor: bool,
 }
 
 impl Message<'_> {
@@ -167,6 +169,7 @@ struct MessagePeek<'a> {
 struct Params<'a> {
     name: Option<Text<'a>>,
     uri: Option<Text<'a>>,
+    cursor: bool,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
@@ -208,6 +211,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
                     let slot = match key.into_str().as_deref() {
                         Some("name") => &mut p.name,
                         Some("uri") => &mut p.uri,
+                        Some("cursor") => {
+                            p.cursor = true;
+                            a.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
                         _ => {
                             a.next_value::<IgnoredAny>()?;
                             continue;
@@ -242,6 +250,7 @@ fn peek_message(raw: &str) -> Result<Message<'_>, BodyError> {
         method: None,
         name: None,
         uri: None,
+        has_cursor: false,
     };
     if first_byte(raw) != Some(b'{') {
         return Ok(m);
@@ -259,6 +268,7 @@ fn peek_message(raw: &str) -> Result<Message<'_>, BodyError> {
     if let Some(params) = p.params {
         m.name = params.name.and_then(Text::into_str);
         m.uri = params.uri.and_then(Text::into_str);
+        m.has_cursor = params.cursor;
     }
     Ok(m)
 }
@@ -320,38 +330,72 @@ pub fn join(items: &[&Message<'_>], batch: bool) -> Vec<u8> {
     o
 }
 
-/// Filter a `tools/list`-shaped result in place; returns whether anything changed.
-///
-/// The result is recognised by shape (`result.tools` is an array), not by remembering request ids, so a
-/// list delivered on a resumed stream is filtered too. `nextCursor` is kept: a page may become short or
-/// empty, but pagination still reaches every page.
-/// SECURITY: this and `tools/call` screening both use `ToolFilter::allows`.
-pub fn filter_tools_result(msg: &mut Value, filter: &ToolFilter, private_cache: bool) -> bool {
-    let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut) else {
-        return false;
-    };
-    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
-        return false;
-    };
+/// A `tools/list` page for [`filter_tools_result`]'s screen: the message's id, whether the result
+/// names a next page, and its tools, to keep or drop in place.
+pub struct Page<'v> {
+    /// The response's `id` (`Null` if none).
+    pub id: &'v Value,
+    /// `nextCursor` is present (and not null): more pages follow.
+    pub has_next: bool,
+    /// The listed tools.
+    pub tools: &'v mut Vec<Value>,
+}
+
+/// Keep the tools `filter` admits by name.
+pub fn retain_allowed(tools: &mut Vec<Value>, filter: &ToolFilter) {
     tools.retain(|t| {
         t.get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| filter.allows(n))
     });
-    if private_cache || result.contains_key("cacheScope") || result.contains_key("ttlMs") {
-        // The list is filtered per token: no shared cache may serve it to anyone else.
-        result.insert("cacheScope".into(), Value::from("private"));
-    }
-    true
+}
+
+/// Screen a `tools/list`-shaped result in place with `screen`; returns whether it was one.
+///
+/// The result is recognised by shape (`result.tools` is an array), not by remembering request ids, so a
+/// list delivered on a resumed stream is filtered too. `nextCursor` is kept: a page may become short or
+/// empty, but pagination still reaches every page.
+/// SECURITY: `screen` and `tools/call` screening decide with the same rules (`ToolFilter::allows`,
+/// and for pinned configs `Pins`).
+pub fn filter_tools_result(
+    msg: &mut Value,
+    screen: &mut dyn FnMut(Page<'_>),
+    private_cache: bool,
+) -> bool {
+    let Some(obj) = msg.as_object_mut() else {
+        return false;
+    };
+    // Copied (a number or short string) so the result can be borrowed mutably beside it.
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    (|| {
+        let result = obj.get_mut("result").and_then(Value::as_object_mut)?;
+        let has_next = result.get("nextCursor").is_some_and(|c| !c.is_null());
+        let tools = result.get_mut("tools").and_then(Value::as_array_mut)?;
+        screen(Page {
+            id: &id,
+            has_next,
+            tools,
+        });
+        if private_cache || result.contains_key("cacheScope") || result.contains_key("ttlMs") {
+            // The list is filtered per token: no shared cache may serve it to anyone else.
+            result.insert("cacheScope".into(), Value::from("private"));
+        }
+        Some(())
+    })()
+    .is_some()
 }
 
 /// Apply `filter_tools_result` to a single message or each element of a batch.
-pub fn filter_tools_any(msg: &mut Value, filter: &ToolFilter, private_cache: bool) -> bool {
+pub fn filter_tools_any(
+    msg: &mut Value,
+    screen: &mut dyn FnMut(Page<'_>),
+    private_cache: bool,
+) -> bool {
     match msg {
         Value::Array(items) => items.iter_mut().fold(false, |acc, m| {
-            filter_tools_result(m, filter, private_cache) | acc
+            filter_tools_result(m, screen, private_cache) | acc
         }),
-        other => filter_tools_result(other, filter, private_cache),
+        other => filter_tools_result(other, screen, private_cache),
     }
 }
 
@@ -441,15 +485,16 @@ mod tests {
     #[test]
     fn filters_pages_and_keeps_cursor() {
         let f = ToolFilter::new(&["github.get_*".to_string()]).unwrap();
+        let mut by_name = |p: Page<'_>| retain_allowed(p.tools, &f);
         let mut m = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
             {"name":"github.get_issue"},{"name":"github.create_issue"},{"name":42}],"nextCursor":"abc"}});
-        assert!(filter_tools_result(&mut m, &f, false));
+        assert!(filter_tools_result(&mut m, &mut by_name, false));
         assert_eq!(m["result"]["tools"], json!([{"name":"github.get_issue"}]));
         assert_eq!(m["result"]["nextCursor"], "abc");
         assert!(m["result"].get("cacheScope").is_none());
         let mut empty =
             json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"x"}],"nextCursor":""}});
-        filter_tools_result(&mut empty, &f, true);
+        filter_tools_result(&mut empty, &mut by_name, true);
         assert_eq!(empty["result"]["tools"], json!([]));
         assert_eq!(empty["result"]["nextCursor"], "");
         assert_eq!(empty["result"]["cacheScope"], "private");
@@ -457,11 +502,14 @@ mod tests {
 
     #[test]
     fn non_list_messages_are_untouched() {
-        let f = ToolFilter::new(&[]).unwrap();
         let mut m =
             json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"tools"}]}});
         let before = m.clone();
-        assert!(!filter_tools_result(&mut m, &f, true));
+        assert!(!filter_tools_result(
+            &mut m,
+            &mut |_| panic!("not a list"),
+            true
+        ));
         assert_eq!(m, before);
     }
 }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod denial;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod refresh;
 pub mod relay;
 pub mod respond;
 pub mod session;

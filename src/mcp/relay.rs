@@ -25,6 +25,7 @@ use super::headers as mcp_headers;
 use super::jsonrpc::{self, code};
 use super::respond::{self, Body, BoxError};
 use super::session;
+use crate::runtime::pins::Via;
 use crate::runtime::snapshot::Binding;
 use crate::sse::{self, EventSplitter};
 use crate::telemetry::audit::{self, Verdict, Who};
@@ -57,6 +58,11 @@ pub struct Local {
     pub single_id: Value,
     /// Forwarded `tools/call` requests: (id, tool), for audit. Usually one: kept inline.
     pub calls: Calls,
+    /// Pinned configs only: ids of forwarded `tools/list` requests for a first page (no cursor).
+    pub full_lists: SmallVec<[Value; 1]>,
+    /// The response is a stream the server sends notifications on (a GET stream, or
+    /// `subscriptions/listen`): pinned configs tell it when the callable tools change.
+    pub listen: bool,
 }
 
 impl Local {
@@ -67,6 +73,8 @@ impl Local {
             batch: false,
             single_id: Value::Null,
             calls: Calls::new(),
+            full_lists: SmallVec::new(),
+            listen: false,
         }
     }
 }
@@ -87,6 +95,10 @@ pub struct RelayCtx {
     pub started: Instant,
     /// The live snapshot: streams end when a reload revokes their token.
     pub state: Arc<crate::runtime::Live>,
+    /// See [`Local::full_lists`].
+    pub full_lists: SmallVec<[Value; 1]>,
+    /// See [`Local::listen`].
+    pub listen: bool,
 }
 
 type Rearm = std::pin::Pin<
@@ -296,11 +308,48 @@ fn merge_batch(upstream: &[u8], local: &[Value]) -> Vec<u8> {
 /// SECURITY: the caller must then not pass the message on.
 fn filter_json(text: &str, rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
     let mut v: Value = serde_json::from_str(text).map_err(|_| ())?;
-    if !jsonrpc::filter_tools_any(&mut v, &rc.binding.config.allowed_tools, rc.modern) {
+    let cfg = &rc.binding.config;
+    let listed = if cfg.pin_tools {
+        let pins = &rc.state.pins;
+        let via = Via {
+            devbox: &rc.binding.devbox,
+            env_var: &rc.binding.env_var,
+        };
+        let mut out = crate::runtime::pins::Screened::default();
+        let listed = jsonrpc::filter_tools_any(
+            &mut v,
+            &mut |p| {
+                let complete = !p.has_next && rc.full_lists.contains(p.id);
+                let s = pins.screen(cfg, p.tools, complete, via);
+                out.callable_changed |= s.callable_changed;
+                out.dirty |= s.dirty;
+            },
+            rc.modern,
+        );
+        if out.callable_changed {
+            // Open streams tell their clients to list again.
+            rc.state.touch();
+        }
+        if out.dirty {
+            let live = rc.state.clone();
+            tokio::task::spawn_blocking(move || live.pins.flush_logged());
+        }
+        listed
+    } else {
+        jsonrpc::filter_tools_any(
+            &mut v,
+            &mut |p| jsonrpc::retain_allowed(p.tools, &cfg.allowed_tools),
+            rc.modern,
+        )
+    };
+    if !listed {
         return Ok(None);
     }
     serde_json::to_vec(&v).map(Some).map_err(|_| ())
 }
+
+/// The notification a pinned config's open streams get when its callable tools change.
+const TOOLS_CHANGED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
 
 impl Drop for CallTracker {
     fn drop(&mut self) {
@@ -420,7 +469,10 @@ pub async fn respond(
             }
         }
         let reload = next_reload(rc.state.subscribe());
+        let pinned = (rc.listen && rc.binding.config.pin_tools)
+            .then(|| rc.state.pins.version(&rc.binding.config.id));
         let relay = SseRelay {
+            pinned,
             inner: body,
             splitter: EventSplitter::default(),
             queue: prefix,
@@ -522,6 +574,8 @@ struct SseRelay {
     done: bool,
     /// Fires on each reload; the stream ends if its token is no longer live.
     reload: Option<Rearm>,
+    /// A pinned config's notification stream: the callable set's version it last told the client.
+    pinned: Option<u64>,
 }
 
 impl SseRelay {
@@ -575,6 +629,14 @@ impl HttpBody for SseRelay {
                         this.done = true;
                         this.tracker.finish("token_revoked");
                         return Poll::Ready(None);
+                    }
+                    if let Some(v) = this.pinned {
+                        let cfg = &this.rc.binding.config;
+                        let now = this.rc.state.pins.version(&cfg.id);
+                        if now != v {
+                            this.pinned = Some(now);
+                            this.queue.push_back(sse::event_from_json(TOOLS_CHANGED));
+                        }
                     }
                     this.reload = ok.then(|| next_reload(rx));
                     continue;

@@ -12,6 +12,9 @@ use crate::runtime::{Live, Snapshot};
 /// How often files are checked for changes; bounds how fast a revoked token stops working.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often tool observations that are only newer timestamps are written (changes are written at once).
+const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
 
@@ -41,6 +44,7 @@ fn watched(snap: &Snapshot) -> Vec<PathBuf> {
         p.devboxes_file.clone(),
         p.tokens_file.clone(),
         p.token_key_file.clone(),
+        p.tool_approvals_file.clone(),
     ]
 }
 
@@ -93,11 +97,17 @@ pub async fn watch(
     let mut last = stamp(&files);
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flushed = tokio::time::Instant::now();
     loop {
         let forced = tokio::select! {
             _ = ticker.tick() => false,
             m = hup.recv() => { if m.is_none() { return; } true }
         };
+        if flushed.elapsed() >= SEEN_FLUSH_INTERVAL {
+            flushed = tokio::time::Instant::now();
+            let s = state.clone();
+            tokio::task::spawn_blocking(move || s.pins.flush_logged());
+        }
         let now = stamp(&files);
         if !forced && now == last {
             continue;

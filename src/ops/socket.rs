@@ -17,6 +17,7 @@ use tokio::net::UnixListener;
 
 use crate::ops::edit::{
     self, Done, ManageError, Workspace, devbox, gateway_config, mcp_config, network_policy, secret,
+    tools,
 };
 use crate::runtime::{Live, Snapshot};
 
@@ -73,6 +74,14 @@ pub enum Request {
     NetworkPolicyUpdate(network_policy::Update),
     /// `network-policy delete`.
     NetworkPolicyDelete(edit::Delete),
+    /// `tools list` (answered from the running service's memory, else the files).
+    ToolsList(tools::List),
+    /// `tools approve`.
+    ToolsApprove(tools::Names),
+    /// `tools revoke`.
+    ToolsRevoke(tools::Names),
+    /// `tools refresh` (the running service lists the upstream itself).
+    ToolsRefresh(tools::Refresh),
     /// `status`: what the running service serves (answered from its live state).
     Status,
 }
@@ -102,6 +111,9 @@ pub struct Reply {
     pub env: Vec<(String, String)>,
     /// Every configuration problem, when `outcome` is `Invalid`.
     pub issues: Vec<crate::config::ConfigIssue>,
+    /// Structured output where the operation has some (`tools list`).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
 }
 
 impl From<Done> for Reply {
@@ -111,6 +123,7 @@ impl From<Done> for Reply {
             message: d.message,
             env: d.env,
             issues: Vec::new(),
+            data: None,
         }
     }
 }
@@ -127,6 +140,7 @@ impl From<ManageError> for Reply {
             message: e.to_string(),
             env: Vec::new(),
             issues,
+            data: None,
         }
     }
 }
@@ -164,6 +178,12 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
         Request::NetworkPolicyCreate(a) => a.apply(ws),
         Request::NetworkPolicyUpdate(a) => a.apply(ws),
         Request::NetworkPolicyDelete(a) => network_policy::delete(a, ws),
+        Request::ToolsApprove(a) => a.approve(ws),
+        Request::ToolsRevoke(a) => a.revoke(ws),
+        // Answered without the edit path (see `tools_list` and `tools_refresh`).
+        Request::ToolsList(_) | Request::ToolsRefresh(_) => Err(ManageError::BadInput(
+            "internal: tools list and refresh are not edits".into(),
+        )),
         Request::Status => {
             let s = Snapshot::load(config_file)?;
             Ok(Done::said(format!(
@@ -171,6 +191,42 @@ fn apply_inner(config_file: &Path, req: Request) -> Result<Done, ManageError> {
                 summary(&s)
             )))
         }
+    }
+}
+
+/// `tools list` from `approvals` and `seen`, with the rows as data.
+pub fn tools_list(
+    a: &tools::List,
+    config: &crate::config::Config,
+    approvals: &crate::state::tools::Approvals,
+    seen: &crate::state::tools::Seen,
+) -> Reply {
+    match a.rows(config, approvals, seen) {
+        Ok((rows, text)) => Reply {
+            data: serde_json::to_value(rows).ok(),
+            ..Done::said(text).into()
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// `tools refresh` into `pins`; when `live` is the running hub's, clients hear of a changed set.
+pub async fn tools_refresh(
+    a: &tools::Refresh,
+    config_file: &Path,
+    pins: &crate::runtime::pins::Pins,
+    live: Option<&Live>,
+) -> Reply {
+    match tools::refresh(a, config_file, pins).await {
+        Ok((done, moved)) => {
+            if moved {
+                if let Some(l) = live {
+                    l.touch();
+                }
+            }
+            done.into()
+        }
+        Err(e) => e.into(),
     }
 }
 
@@ -237,7 +293,18 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<Live
                     ))
                     .into()
                 }
+                Ok(Request::ToolsList(a)) => {
+                    let (approvals, seen) = state.pins.current();
+                    tools_list(&a, &state.load().config, &approvals, &seen)
+                }
+                Ok(Request::ToolsRefresh(a)) => {
+                    tools_refresh(&a, &config_file, &state.pins, Some(&state)).await
+                }
                 Ok(req) => {
+                    if matches!(req, Request::ToolsApprove(_)) {
+                        // Approve reads the observations from the file: write what is in memory first.
+                        state.pins.flush_logged();
+                    }
                     let cf = config_file.clone();
                     let reply = tokio::task::spawn_blocking(move || apply(&cf, req))
                         .await
@@ -246,6 +313,7 @@ pub async fn serve(listener: UnixListener, config_file: PathBuf, state: Arc<Live
                             message: "internal error".into(),
                             env: Vec::new(),
                             issues: Vec::new(),
+                            data: None,
                         });
                     if reply.outcome == Outcome::Ok {
                         if let Err(e) = crate::ops::reload::reload_now(&config_file, &state) {

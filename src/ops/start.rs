@@ -298,4 +298,6 @@ pub async fn serve(
         t.abort();
     }
     watcher.abort();
+    // The last tool observations (timestamps) go to disk with the service.
+    prepared.state.pins.flush_logged();
 }

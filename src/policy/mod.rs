@@ -8,6 +8,7 @@
 
 pub mod host;
 pub mod ip;
+pub mod pins;
 pub mod tools;
 
 use std::collections::HashSet;

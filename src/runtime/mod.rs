@@ -5,6 +5,7 @@
 pub mod conn_auth;
 pub mod credentials;
 pub mod ledger;
+pub mod pins;
 pub mod snapshot;
 
 pub use snapshot::Snapshot;
@@ -24,12 +25,16 @@ pub struct Live {
     generation: watch::Sender<u64>,
     /// Per-binding usage, kept across snapshots.
     pub ledger: ledger::Ledger,
+    /// Tool pinning: approvals (from each snapshot) joined with what the upstreams listed.
+    pub pins: pins::Pins,
 }
 
 impl Live {
     /// A live view starting at `snap`.
     pub fn new(snap: Snapshot) -> Arc<Self> {
+        let pins = pins::Pins::load(&snap.config.paths.tools_seen_file, snap.approvals.clone());
         Arc::new(Self {
+            pins,
             current: ArcSwap::from_pointee(snap),
             generation: watch::channel(0).0,
             ledger: ledger::Ledger::default(),
@@ -46,9 +51,16 @@ impl Live {
         self.current.load_full()
     }
 
-    /// Swap in `snap`, then wake every subscriber.
+    /// Swap in `snap` (and its tool approvals), then wake every subscriber.
     pub fn store(&self, snap: Snapshot) {
+        self.pins.set_approvals(snap.approvals.clone());
         self.current.store(Arc::new(snap));
+        self.touch();
+    }
+
+    /// Wake every subscriber without a new snapshot: the pinned tools changed, so open event streams
+    /// tell their clients to list again.
+    pub fn touch(&self) {
         self.generation.send_modify(|g| *g += 1);
     }
 

@@ -15,6 +15,7 @@ use crate::state::load_token_key;
 use crate::state::secrets::Secrets;
 use crate::state::token::{self, TokenId, TokenKey, TokenMac};
 use crate::state::tokens::Tokens;
+use crate::state::tools::Approvals;
 use crate::telemetry::metrics::ConfigMetrics;
 
 /// A (devbox, env var) binding with everything needed to serve it.
@@ -194,6 +195,8 @@ pub struct Snapshot {
     bindings: ById<Binding>,
     /// Agent-gateway bindings by token id.
     agent_bindings: ById<AgentBinding>,
+    /// The operator's tool approvals (`tool-approvals.json`).
+    pub approvals: Arc<crate::state::tools::Approvals>,
     session_key: [u8; 32],
 }
 
@@ -231,10 +234,16 @@ impl Snapshot {
             issues.push(e);
             None
         });
+        let approvals = Approvals::load(&config.paths.tool_approvals_file).unwrap_or_else(|e| {
+            issues.extend(e);
+            Approvals::default()
+        });
         if !issues.is_empty() {
             return Err(ConfigError::Invalid(issues));
         }
-        Self::build(config, &secrets, devboxes, tokens, key.as_ref())
+        let mut snap = Self::build(config, &secrets, devboxes, tokens, key.as_ref())?;
+        snap.approvals = Arc::new(approvals);
+        Ok(snap)
     }
 
     /// Join the parts, checking every cross-reference.
@@ -404,6 +413,7 @@ impl Snapshot {
             tokens,
             bindings,
             agent_bindings,
+            approvals: Arc::default(),
             session_key,
         })
     }

@@ -6,6 +6,7 @@ pub mod fsutil;
 pub mod secrets;
 pub mod token;
 pub mod tokens;
+pub mod tools;
 
 use std::io;
 use std::path::Path;

@@ -86,6 +86,32 @@ pub fn tool_call(
     );
 }
 
+/// A pinned config's upstream listed a tool new, changed, returned or gone: once per change, when the
+/// hub first sees it. `state` is where the tool stands after it (`approved` only when an upstream went
+/// back to the approved definition).
+pub fn tool_change(
+    config: &str,
+    tool: &str,
+    change: crate::policy::pins::Change,
+    state: crate::policy::pins::State,
+    digest: &crate::policy::pins::Digest,
+    via: crate::runtime::pins::Via<'_>,
+) {
+    crate::telemetry::metrics::tool_change(config, change.as_str());
+    tracing::warn!(
+        target: TARGET,
+        event = "tool_change",
+        mcp_config = config,
+        tool = %tool,
+        change = change.as_str(),
+        state = state.as_str(),
+        digest = %digest,
+        devbox = via.devbox,
+        env_var = via.env_var,
+        "tool definition changed upstream"
+    );
+}
+
 /// A request refused before reaching any upstream (authentication, origin, session, malformed input).
 pub fn denial(peer: SocketAddr, who: Option<&Who>, reason: &'static str, status: u16) {
     crate::telemetry::metrics::request_denied(reason);

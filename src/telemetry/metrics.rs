@@ -53,6 +53,12 @@ struct ConfigLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolChange {
+    config: Arc<str>,
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: &'static str,
 }
@@ -111,6 +117,7 @@ struct Metrics {
     agent_requests: Family<AgentRequest, Counter>,
     agent_tokens: Family<AgentTokens, Counter>,
     agent_denials: Family<Reason, Counter>,
+    tool_changes: Family<ToolChange, Counter>,
     active_tunnels: Gauge,
     active_gateway_connections: Gauge,
 }
@@ -133,6 +140,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         agent_requests: Family::default(),
         agent_tokens: Family::default(),
         agent_denials: Family::default(),
+        tool_changes: Family::default(),
         active_tunnels: Gauge::default(),
         active_gateway_connections: Gauge::default(),
     };
@@ -195,6 +203,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "agent_gateway_denials",
         "Agent-gateway requests refused by the hub, by reason",
         &m.agent_denials,
+    );
+    add(
+        &mut m.registry,
+        "tool_changes",
+        "Tool definitions of pinned MCP configs that upstreams added, changed or removed, once per change",
+        &m.tool_changes,
     );
     add(
         &mut m.registry,
@@ -293,6 +307,18 @@ pub fn dns(verdict: &'static str, reason: &'static str) {
     METRICS
         .dns_queries
         .get_or_create(&Dns { verdict, reason })
+        .inc();
+}
+
+/// A pinned config's tool changed upstream (`change`: added, changed, removed). Config names are the
+/// operator's, so the series are bounded by the configuration.
+pub fn tool_change(config: &str, change: &'static str) {
+    METRICS
+        .tool_changes
+        .get_or_create(&ToolChange {
+            config: config.into(),
+            change,
+        })
         .inc();
 }
 

@@ -254,6 +254,7 @@ async fn custom_credential_placement() {
             description: None,
             credential_header: Some("Authorization".into()),
             credential_value: Some("{secret}".into()),
+            pin_tools: false,
         }
         .apply(ws)
         .unwrap();

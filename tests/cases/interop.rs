@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::support::Hub;
 use crate::support::client::parse_any;
 
-fn interop_dir() -> Option<PathBuf> {
+pub(crate) fn interop_dir() -> Option<PathBuf> {
     match std::env::var_os("MCP_HUB_INTEROP_DIR") {
         Some(d) => Some(PathBuf::from(d)),
         None if std::env::var_os("CI").is_some() => {
@@ -27,7 +27,7 @@ fn interop_dir() -> Option<PathBuf> {
     }
 }
 
-fn script(name: &str) -> String {
+pub(crate) fn script(name: &str) -> String {
     format!("{}/tests/interop/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 

@@ -23,6 +23,7 @@ fn update(
         allowed_tools,
         description,
         endpoint,
+        pin_tools: None,
     }
     .apply(ws)
 }

@@ -7,6 +7,7 @@ mod failures;
 mod filtering;
 mod interop;
 mod live;
+mod pinning;
 mod refusals;
 mod transport;
 mod units;

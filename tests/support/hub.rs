@@ -59,6 +59,7 @@ impl Hub {
                     description: None,
                     credential_header: None,
                     credential_value: None,
+                    pin_tools: false,
                 }
                 .apply(&mut ws)
                 .unwrap();

@@ -28,6 +28,10 @@ pub struct Create {
     /// Header value template containing {secret} (default "Bearer {secret}").
     #[arg(long, requires = "credential_header")]
     pub credential_value: Option<String>,
+    /// List and forward tools only in a definition approved with `mcp-hub tools approve`.
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set, default_value_t = false)]
+    #[serde(default)]
+    pub pin_tools: bool,
 }
 
 /// Change allowed tools, description or endpoint.
@@ -45,6 +49,10 @@ pub struct Update {
     /// New upstream MCP endpoint URL.
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Turn tool pinning on or off (see `mcp-hub tools`).
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    #[serde(default)]
+    pub pin_tools: Option<bool>,
 }
 
 impl Create {
@@ -78,6 +86,9 @@ impl Create {
             c.insert("value", v.as_str().into());
             t.insert("credential", value(c));
         }
+        if self.pin_tools {
+            t.insert("pin_tools", value(true));
+        }
         ws.configs_mut().push(t);
         ws.commit(Changed::CONFIG)?;
         Ok(Done::said(format!(
@@ -106,6 +117,9 @@ impl Update {
         }
         if let Some(e) = self.endpoint {
             t.insert("endpoint", value(e));
+        }
+        if let Some(p) = self.pin_tools {
+            t.insert("pin_tools", value(p));
         }
         ws.commit(Changed::CONFIG)?;
         Ok(Done::said(format!("updated mcp_config {}", self.name)))
@@ -137,10 +151,13 @@ pub fn delete(d: Delete, ws: &mut Workspace) -> Result<Done, ManageError> {
     }
     unbind_where(ws, matches);
     ws.configs_mut().remove(i);
+    // A config created later under the same name gets a new id; its approvals go with this one.
+    let approvals = ws.approvals.configs.remove(&id).is_some();
     ws.commit(Changed {
         config: true,
         devboxes: !used.is_empty(),
         tokens: !used.is_empty(),
+        approvals,
         ..Default::default()
     })?;
     Ok(Done::said(format!("deleted mcp_config {}", d.name)))

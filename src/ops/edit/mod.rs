@@ -15,6 +15,7 @@ pub mod gateway_config;
 pub mod mcp_config;
 pub mod network_policy;
 pub mod secret;
+pub mod tools;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,8 @@ pub struct Workspace {
     pub devboxes: Devboxes,
     /// Issued tokens.
     pub tokens: Tokens,
+    /// Tool approvals.
+    pub approvals: crate::state::tools::Approvals,
 }
 
 impl Workspace {
@@ -120,7 +123,10 @@ impl Workspace {
         let secrets = Secrets::load(&config.paths.secrets_file).map_err(ConfigError::Invalid)?;
         let devboxes = Devboxes::load(&config.paths.devboxes_file).map_err(ConfigError::Invalid)?;
         let tokens = Tokens::load(&config.paths.tokens_file).map_err(ConfigError::Invalid)?;
+        let approvals = crate::state::tools::Approvals::load(&config.paths.tool_approvals_file)
+            .map_err(ConfigError::Invalid)?;
         Ok(Self {
+            approvals,
             config_file: config_file.to_path_buf(),
             doc,
             config,
@@ -175,6 +181,11 @@ impl Workspace {
                 .save(&p.tokens_file)
                 .map_err(io(format!("writing {}", p.tokens_file.display())))?;
         }
+        if what.approvals {
+            self.approvals
+                .save(&p.tool_approvals_file)
+                .map_err(io(format!("writing {}", p.tool_approvals_file.display())))?;
+        }
         self.config = config;
         Ok(())
     }
@@ -223,6 +234,7 @@ pub(super) struct Changed {
     pub(super) secrets: bool,
     pub(super) devboxes: bool,
     pub(super) tokens: bool,
+    pub(super) approvals: bool,
 }
 
 impl Changed {
@@ -236,6 +248,11 @@ impl Changed {
     pub(super) const TOKENS: Self = Self::only(false, false, false, true);
     /// Devboxes and their tokens together.
     pub(super) const DEVBOXES_AND_TOKENS: Self = Self::only(false, false, true, true);
+    /// Tool approvals only.
+    pub(super) const APPROVALS: Self = Self {
+        approvals: true,
+        ..Self::only(false, false, false, false)
+    };
 
     const fn only(config: bool, secrets: bool, devboxes: bool, tokens: bool) -> Self {
         Self {
@@ -243,6 +260,7 @@ impl Changed {
             secrets,
             devboxes,
             tokens,
+            approvals: false,
         }
     }
 }
