@@ -14,7 +14,8 @@
 //!
 //! Core
 //! - [`policy`]: the pure decisions: network policy ([`policy::decide`], [`policy::admit`]), host and
-//!   address parsing ([`policy::host`], [`policy::ip`]), tool globs ([`policy::tools`]).
+//!   address parsing ([`policy::host`], [`policy::ip`]), tool globs ([`policy::tools`]), tool
+//!   definitions' digests ([`policy::pins`]).
 //! - [`config`]: `hub.toml`: raw serde ([`config`]`::raw`) -> validated domain types
 //!   ([`config::validate`]; the agent gateway's in [`config::agent`]); upstream origins
 //!   ([`config::origin`]).
@@ -26,7 +27,8 @@
 //! - [`tls`]: the hub CA (rcgen, name-constrained) and upstream trust.
 //! - [`telemetry`]: audit lines ([`telemetry::audit`]) and Prometheus metrics ([`telemetry::metrics`]).
 //! - [`listen`]: the one accept loop with backoff every listener uses. [`body`]: the gateways' response
-//!   body type. [`sse`]: server-sent-event framing (both gateways' relays).
+//!   body type. [`sse`]: server-sent-event framing (both gateways' relays). [`upstream`]: the pooled
+//!   upstream client both gateways (and `tools refresh`) use.
 //!   [`runtime::ledger`]: per-binding usage behind the agent gateway's limits.
 //!
 //! Egress ([`egress`]): accept -> identify -> sniff -> decide -> resolve -> admit -> dial -> tunnel.
@@ -44,14 +46,17 @@
 //! - [`mcp::gateway`]: the request pipeline, one exit. [`mcp::denial`]: its typed refusals.
 //!   [`mcp::body`]: bounded request bodies. [`mcp::jsonrpc`]: messages and tool filtering of results.
 //!   [`mcp::relay`]: the response relay (JSON and SSE).
-//!   [`mcp::session`]: session ids. [`mcp::upstream`]: the upstream client and its pool.
-//!   [`mcp::respond`]: response bodies.
+//!   [`mcp::session`]: session ids. [`mcp::respond`]: response bodies. [`mcp::refresh`]: the hub's own
+//!   `tools/list` of an upstream (`tools refresh`).
+//! - Tool pinning: the digest and states in [`policy::pins`], the live table in [`runtime::pins`]
+//!   (asked by the gateway's call screening and the relay's list filter), the two state files in
+//!   [`state::tools`], the operator's commands in [`ops::edit::tools`].
 //!
 //! Agent gateway ([`agent`]): credential -> authenticate -> policy -> path -> limits -> body -> inject
 //! -> relay.
 //! - [`agent`]: the request pipeline, one exit. [`agent::credential`]: the token from any SDK's key
 //!   header. [`agent::refusal`]: typed refusals in each provider's error shape. [`agent::headers`]: the
-//!   allowlists each way. [`agent::upstream`]: the pooled client. [`agent::relay`]: streamed,
+//!   allowlists each way. [`agent::relay`]: streamed,
 //!   redacted, metered responses and the audit line. [`agent::usage`]: model and token usage.
 //!
 //! Appliance ([`ops`])

@@ -188,6 +188,8 @@ struct PeekResult {
     #[serde(rename = "isError")]
     is_error: Option<bool>,
     tools: Option<IgnoredAny>,
+    /// An `initialize` result's capabilities (pinned configs announce `tools.listChanged`).
+    capabilities: Option<IgnoredAny>,
 }
 
 /// The peeked messages of one body: one (the common case, kept off the heap) or a batch.
@@ -263,13 +265,48 @@ fn screen(b: &[u8], rc: &RelayCtx, tracker: &mut CallTracker) -> Result<Screened
         Peeked::Unreadable => return Err(()),
         Peeked::Read(text, peeks) => (text, peeks),
     };
-    let filtered = if has_tools(&peeks) {
+    let announce = rc.binding.config.pin_tools && has_capabilities(&peeks);
+    let filtered = if has_tools(&peeks) || announce {
         filter_json(text, rc)?
     } else {
         None
     };
     tracker.observe(&peeks);
     Ok(Screened::Messages(filtered))
+}
+
+fn has_capabilities(peeks: &[Peek]) -> bool {
+    peeks
+        .iter()
+        .any(|p| p.result.as_ref().is_some_and(|r| r.capabilities.is_some()))
+}
+
+/// Pinned configs: an `initialize` result says the server sends `notifications/tools/list_changed`,
+/// since the hub does when the approved set changes (clients that honour the capability only then
+/// listen for it). Returns whether anything was rewritten.
+fn announce_list_changed(v: &mut Value) -> bool {
+    let msgs: Vec<&mut Value> = match v {
+        Value::Array(a) => a.iter_mut().collect(),
+        one => vec![one],
+    };
+    let mut changed = false;
+    for m in msgs {
+        let Some(caps) = m
+            .get_mut("result")
+            .and_then(|r| r.get_mut("capabilities"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        // Only a server that offers tools: the hub adds no capability of its own.
+        if let Some(t) = caps.get_mut("tools").and_then(Value::as_object_mut) {
+            if t.get("listChanged") != Some(&Value::Bool(true)) {
+                t.insert("listChanged".into(), Value::Bool(true));
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 fn has_tools(peeks: &[Peek]) -> bool {
@@ -310,6 +347,7 @@ fn filter_json(text: &str, rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
     let mut v: Value = serde_json::from_str(text).map_err(|_| ())?;
     let cfg = &rc.binding.config;
     let listed = if cfg.pin_tools {
+        let announced = announce_list_changed(&mut v);
         let pins = &rc.state.pins;
         let via = Via {
             devbox: &rc.binding.devbox,
@@ -334,7 +372,7 @@ fn filter_json(text: &str, rc: &RelayCtx) -> Result<Option<Vec<u8>>, ()> {
             let live = rc.state.clone();
             tokio::task::spawn_blocking(move || live.pins.flush_logged());
         }
-        listed
+        listed || announced
     } else {
         jsonrpc::filter_tools_any(
             &mut v,
@@ -693,6 +731,21 @@ fn http_outcome(status: StatusCode) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pinned_servers_announce_list_changed() {
+        let mut v = json!({"jsonrpc": "2.0", "id": 1, "result": {"protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {"listChanged": false}, "prompts": {}}}});
+        assert!(announce_list_changed(&mut v));
+        assert_eq!(v["result"]["capabilities"]["tools"]["listChanged"], true);
+        assert!(!announce_list_changed(&mut v), "already said");
+        let mut none = json!({"id": 1, "result": {"capabilities": {"prompts": {}}}});
+        assert!(
+            !announce_list_changed(&mut none),
+            "no tools capability is added"
+        );
+        assert!(none["result"]["capabilities"].get("tools").is_none());
+    }
 
     #[test]
     fn merged_batches_keep_the_upstream_bytes() {

@@ -44,6 +44,30 @@ struct Session {
 }
 
 impl Session {
+    /// A Python SDK session in `mode` (legacy | auto), once it is initialised.
+    async fn start(dir: &std::path::Path, hub: &Hub, token: &str, mode: &str) -> Self {
+        let mut child = Command::new(dir.join("venv/bin/python"))
+            .args([&script("pin_client.py"), &hub.url, token, mode])
+            .env("SSL_CERT_FILE", &hub.ca_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut s = Session {
+            input: child.stdin.take().unwrap(),
+            output: BufReader::new(child.stdout.take().unwrap()).lines(),
+            _child: child,
+        };
+        let ready = tokio::time::timeout(Duration::from_secs(30), s.output.next_line()).await;
+        assert!(
+            matches!(ready, Ok(Ok(Some(_)))),
+            "client session did not start"
+        );
+        s
+    }
+
     async fn ask(&mut self, cmd: &str) -> Value {
         self.input
             .write_all(format!("{cmd}\n").as_bytes())
@@ -154,25 +178,7 @@ async fn a_rug_pull_is_hidden_until_the_operator_approves_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut child = Command::new(dir.join("venv/bin/python"))
-        .args([&script("pin_client.py"), &hub.url, &token, "legacy"])
-        .env("SSL_CERT_FILE", &hub.ca_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut s = Session {
-        input: child.stdin.take().unwrap(),
-        output: BufReader::new(child.stdout.take().unwrap()).lines(),
-        _child: child,
-    };
-    let ready = tokio::time::timeout(Duration::from_secs(30), s.output.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(_)))),
-        "client session did not start"
-    );
+    let mut s = Session::start(&dir, &hub, &token, "legacy").await;
 
     // Nothing approved yet: nothing listed, and a call is an unknown tool that never reaches the upstream.
     assert!(s.names().await.is_empty());
@@ -298,6 +304,34 @@ async fn a_rug_pull_is_hidden_until_the_operator_approves_it() {
     assert!(r.to_string().contains("Unknown tool"), "{r}");
     let (ok, text) = tools(&hub, &["approve", "github", "github.nonexistent"]).await;
     assert!(!ok && text.contains("tools refresh"), "{text}");
+
+    // The 2026-07-28 revision (no session, no GET stream): the same SDK sees the same pinned set, and
+    // the list the hub rewrote is private to the token.
+    let mut modern = Session::start(&dir, &hub, &token, "auto").await;
+    assert_eq!(
+        modern.names().await,
+        [
+            "github.get_changes",
+            "github.get_progress",
+            "github.search_code"
+        ]
+    );
+    let r = hub
+        .client()
+        .post_with(
+            &token,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .await;
+    let v: Value = r.json();
+    assert_eq!(v["result"]["cacheScope"], "private", "{v}");
+    assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 3, "{v}");
 }
 
 /// A bare HTTP/1.1 POST with an empty body; the body of the answer.
