@@ -358,25 +358,69 @@ async fn claude_code_runs_the_demo_as_printed() {
         "claude mcp list: {out}{}",
         String::from_utf8_lossy(&list.stderr)
     );
-    let turn = tokio::time::timeout(
-        Duration::from_secs(120),
+    let turn = || {
         run(vec![
             "-p".into(),
             "What does issue 1 say?".into(),
             "--allowedTools".into(),
             "mcp__github__github_get_issue".into(),
-        ]),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let out = String::from_utf8_lossy(&turn.stdout);
+        ])
+    };
+    let first = tokio::time::timeout(Duration::from_secs(120), turn())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&first.stdout);
     // The issue's text exists only in the MCP server; it reaches the answer only if the model's tool
     // request went through the MCP gateway and its result back through the agent gateway.
     assert!(
-        turn.status.success() && out.contains("#1 Welcome to the mcp-hub demo"),
+        first.status.success() && out.contains("#1 Welcome to the mcp-hub demo"),
         "claude -p: {out}{}",
-        String::from_utf8_lossy(&turn.stderr)
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    // Pinning, across an approval: once the config pins its tools, Claude Code's next turn is offered
+    // no tool (the sample model answers without one); after `tools approve`, the same turn works again,
+    // with nothing reconfigured in Claude Code.
+    let config = tmp.path().join("demo/hub.toml");
+    let hub_cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcp-hub"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pin = hub_cli(&["mcp-config", "update", "github", "--pin-tools", "true"]);
+    assert!(
+        pin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pin.stderr)
+    );
+    let hidden = tokio::time::timeout(Duration::from_secs(120), turn())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&hidden.stdout);
+    assert!(
+        hidden.status.success() && !out.contains("#1 Welcome"),
+        "claude -p with the tool unapproved: {out}"
+    );
+    let approve = hub_cli(&["tools", "approve", "github", "github.get_issue"]);
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    let back = tokio::time::timeout(Duration::from_secs(120), turn())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&back.stdout);
+    assert!(
+        back.status.success() && out.contains("#1 Welcome to the mcp-hub demo"),
+        "claude -p after approval: {out}{}",
+        String::from_utf8_lossy(&back.stderr)
     );
     demo.kill().await.ok();
     let lines = audit.await.unwrap();
