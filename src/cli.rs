@@ -342,9 +342,20 @@ fn submit(cfg: &std::path::Path, req: Request, as_json: bool) -> anyhow::Result<
         Some(r) => r.context("talking to the running mcp-hub over its admin socket")?,
         None => socket::apply(cfg, req),
     };
+    print_reply(reply, as_json)
+}
+
+/// Print a reply from the service (or from applying a request to the files): its environment lines,
+/// its data (with `--json`), or its message; a refusal becomes the error with its exit code.
+fn print_reply(reply: socket::Reply, as_json: bool) -> anyhow::Result<()> {
     match reply.outcome {
         Outcome::Ok if !reply.env.is_empty() => print_env(&reply.env, as_json),
-        Outcome::Ok if as_json => print_json(&json!({"ok": true, "message": reply.message})),
+        Outcome::Ok if as_json => match reply.data {
+            Some(d) => print_json(&d),
+            None => print_json(&json!({"ok": true, "message": reply.message})),
+        },
+        // A multi-line message (`tools list`) ends with its own newline.
+        Outcome::Ok if reply.message.ends_with('\n') => print!("{}", reply.message),
         Outcome::Ok => println!("{}", reply.message),
         Outcome::Invalid => return Err(ConfigError::Invalid(reply.issues).into()),
         Outcome::BadInput => return Err(edit::ManageError::BadInput(reply.message).into()),
@@ -386,23 +397,7 @@ async fn tools_cmd(cfg: &std::path::Path, c: ToolsCmd, as_json: bool) -> anyhow:
         }
         (None, req) => socket::apply(cfg, req),
     };
-    match (reply.outcome, reply.data) {
-        (Outcome::Ok, Some(d)) if as_json => print_json(&d),
-        (Outcome::Ok, _) if as_json => print_json(&json!({"ok": true, "message": reply.message})),
-        (Outcome::Ok, _) => print!(
-            "{}{}",
-            reply.message,
-            if reply.message.ends_with('\n') {
-                ""
-            } else {
-                "\n"
-            }
-        ),
-        (Outcome::Invalid, _) => return Err(ConfigError::Invalid(reply.issues).into()),
-        (Outcome::BadInput, _) => return Err(edit::ManageError::BadInput(reply.message).into()),
-        (Outcome::Failed, _) => anyhow::bail!("{}", reply.message),
-    }
-    Ok(())
+    print_reply(reply, as_json)
 }
 
 fn mcp_config(cfg: &std::path::Path, c: McpConfigCmd, as_json: bool) -> anyhow::Result<()> {

@@ -265,20 +265,14 @@ fn screen(b: &[u8], rc: &RelayCtx, tracker: &mut CallTracker) -> Result<Screened
         Peeked::Unreadable => return Err(()),
         Peeked::Read(text, peeks) => (text, peeks),
     };
-    let announce = rc.binding.config.pin_tools && has_capabilities(&peeks);
-    let filtered = if has_tools(&peeks) || announce {
+    let announce = rc.binding.config.pin_tools && any_result(&peeks, |r| r.capabilities.is_some());
+    let filtered = if any_result(&peeks, |r| r.tools.is_some()) || announce {
         filter_json(text, rc)?
     } else {
         None
     };
     tracker.observe(&peeks);
     Ok(Screened::Messages(filtered))
-}
-
-fn has_capabilities(peeks: &[Peek]) -> bool {
-    peeks
-        .iter()
-        .any(|p| p.result.as_ref().is_some_and(|r| r.capabilities.is_some()))
 }
 
 /// Pinned configs: an `initialize` result says the server sends `notifications/tools/list_changed`,
@@ -309,10 +303,9 @@ fn announce_list_changed(v: &mut Value) -> bool {
     changed
 }
 
-fn has_tools(peeks: &[Peek]) -> bool {
-    peeks
-        .iter()
-        .any(|p| p.result.as_ref().is_some_and(|r| r.tools.is_some()))
+/// Whether some message's `result` has what `has` looks for (a tools list, capabilities).
+fn any_result(peeks: &[Peek], has: impl Fn(&PeekResult) -> bool) -> bool {
+    peeks.iter().any(|p| p.result.as_ref().is_some_and(&has))
 }
 
 /// The upstream's message or batch followed by the hub's own answers, as one batch. Spliced as text:

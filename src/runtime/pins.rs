@@ -287,8 +287,9 @@ impl Pins {
             }
         }
         if complete {
+            let names: HashSet<&str> = listed.clone().map(|(n, _, _)| n.as_str()).collect();
             for (name, s) in tools.iter_mut() {
-                if !s.removed && !listed.clone().any(|(n, _, _)| n == name) {
+                if !s.removed && !names.contains(name.as_str()) {
                     s.removed = true;
                     s.changed_ms = now;
                     changes.push((name.clone(), Change::Removed, s.digest));

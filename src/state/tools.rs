@@ -34,16 +34,6 @@ pub struct Approved {
     pub approved_ms: u64,
 }
 
-/// The operator's approvals: MCP config id -> tool name -> approved definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Approvals {
-    /// Format version (1).
-    pub version: u32,
-    /// config id -> tool -> approval.
-    pub configs: BTreeMap<String, BTreeMap<String, Approved>>,
-}
-
 /// One tool as last seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,61 +53,34 @@ pub struct SeenTool {
     pub removed: bool,
 }
 
-/// What the hub has seen: MCP config id -> tool name -> last seen.
+/// One of the two files: MCP config id -> tool name -> entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Seen {
+pub struct PinFile<E> {
     /// Format version (1).
     pub version: u32,
-    /// config id -> tool -> last seen.
-    pub configs: BTreeMap<String, BTreeMap<String, SeenTool>>,
+    /// config id -> tool -> entry.
+    pub configs: BTreeMap<String, BTreeMap<String, E>>,
 }
 
-/// Read a versioned JSON state file, checking each entry's digest against its definition.
-fn load<T, E>(path: &Path, what: &str, entries: E) -> Result<T, Vec<ConfigIssue>>
-where
-    T: Default + for<'de> Deserialize<'de>,
-    E: Fn(&T) -> (u32, Vec<(String, &Digest, &Value)>),
-{
-    let Some(text) = read_optional(path).map_err(|e| vec![e])? else {
-        return Ok(T::default());
-    };
-    let t: T = serde_json::from_str(&text)
-        .map_err(|e| vec![issue(path, "", format!("malformed {what}: {e}"))])?;
-    let (version, list) = entries(&t);
-    let mut issues = Vec::new();
-    if version != 1 {
-        issues.push(issue(
-            path,
-            "version",
-            format!("unsupported {what} version {version}; expected 1"),
-        ));
-    }
-    for (at, d, def) in list {
-        // SECURITY: the digest decides; a hand-edited file whose digest does not match its definition
-        // would approve something other than what `tools list` shows.
-        if pins::digest(def) != *d {
-            issues.push(issue(
-                path,
-                &at,
-                "digest does not match the definition; approve the tool again with `mcp-hub tools approve`",
-            ));
-        }
-    }
-    if issues.is_empty() {
-        Ok(t)
-    } else {
-        Err(issues)
-    }
-}
+/// The operator's approvals: MCP config id -> tool name -> approved definition.
+pub type Approvals = PinFile<Approved>;
+
+/// What the hub has seen: MCP config id -> tool name -> last seen.
+pub type Seen = PinFile<SeenTool>;
 
 /// An entry of either file: a definition and the digest it claims.
-trait Pinned {
+pub trait Entry {
+    /// What the file holds, for messages.
+    const WHAT: &'static str;
+    /// The digest the entry claims.
     fn digest(&self) -> &Digest;
+    /// The definition the digest is claimed for.
     fn definition(&self) -> &Value;
 }
 
-impl Pinned for Approved {
+impl Entry for Approved {
+    const WHAT: &'static str = "tool approvals";
     fn digest(&self) -> &Digest {
         &self.digest
     }
@@ -126,7 +89,8 @@ impl Pinned for Approved {
     }
 }
 
-impl Pinned for SeenTool {
+impl Entry for SeenTool {
+    const WHAT: &'static str = "tool observations";
     fn digest(&self) -> &Digest {
         &self.digest
     }
@@ -135,38 +99,53 @@ impl Pinned for SeenTool {
     }
 }
 
-/// Every entry of `configs` with where it is in the file, for [`load`]'s check.
-fn entries<E: Pinned>(
-    configs: &BTreeMap<String, BTreeMap<String, E>>,
-) -> Vec<(String, &Digest, &Value)> {
-    configs
-        .iter()
-        .flat_map(|(c, m)| {
-            m.iter().map(move |(t, x)| {
-                (
-                    format!("configs.{c}.{t}.digest"),
-                    x.digest(),
-                    x.definition(),
-                )
-            })
-        })
-        .collect()
+impl<E> Default for PinFile<E> {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            configs: BTreeMap::new(),
+        }
+    }
 }
 
-fn save<T: Serialize>(t: &T, path: &Path) -> std::io::Result<()> {
-    let text = serde_json::to_vec_pretty(t).map_err(std::io::Error::other)?;
-    fsutil::write_atomic(path, &text, 0o600)
-}
-
-impl Approvals {
-    /// Load; a missing file means nothing approved.
+impl<E: Entry + Serialize + for<'de> Deserialize<'de>> PinFile<E> {
+    /// Load; a missing file is an empty one.
     ///
     /// # Errors
     /// Unreadable or malformed file, or a digest that does not match its definition.
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigIssue>> {
-        load(path, "tool approvals", |a: &Self| {
-            (a.version, entries(&a.configs))
-        })
+        let what = E::WHAT;
+        let Some(text) = read_optional(path).map_err(|e| vec![e])? else {
+            return Ok(Self::default());
+        };
+        let t: Self = serde_json::from_str(&text)
+            .map_err(|e| vec![issue(path, "", format!("malformed {what}: {e}"))])?;
+        let mut issues = Vec::new();
+        if t.version != 1 {
+            issues.push(issue(
+                path,
+                "version",
+                format!("unsupported {what} version {}; expected 1", t.version),
+            ));
+        }
+        for (c, m) in &t.configs {
+            for (tool, x) in m {
+                // SECURITY: the digest decides; a hand-edited file whose digest does not match its
+                // definition would approve something other than what `tools list` shows.
+                if pins::digest(x.definition()) != *x.digest() {
+                    issues.push(issue(
+                        path,
+                        &format!("configs.{c}.{tool}.digest"),
+                        "digest does not match the definition; approve the tool again with `mcp-hub tools approve`",
+                    ));
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok(t)
+        } else {
+            Err(issues)
+        }
     }
 
     /// Write atomically (0600).
@@ -174,50 +153,15 @@ impl Approvals {
     /// # Errors
     /// I/O errors.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        save(self, path)
+        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        fsutil::write_atomic(path, &text, 0o600)
     }
+}
 
+impl Approvals {
     /// The approval of `tool` under config `id`.
     pub fn get(&self, id: &str, tool: &str) -> Option<&Approved> {
         self.configs.get(id)?.get(tool)
-    }
-}
-
-impl Default for Approvals {
-    fn default() -> Self {
-        Self {
-            version: 1,
-            configs: BTreeMap::new(),
-        }
-    }
-}
-
-impl Default for Seen {
-    fn default() -> Self {
-        Self {
-            version: 1,
-            configs: BTreeMap::new(),
-        }
-    }
-}
-
-impl Seen {
-    /// Load; a missing file means nothing seen yet.
-    ///
-    /// # Errors
-    /// Unreadable or malformed file.
-    pub fn load(path: &Path) -> Result<Self, Vec<ConfigIssue>> {
-        load(path, "tool observations", |s: &Self| {
-            (s.version, entries(&s.configs))
-        })
-    }
-
-    /// Write atomically (0600).
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        save(self, path)
     }
 }
 

@@ -77,8 +77,8 @@ pub struct Row {
     pub diff: Option<String>,
 }
 
-fn config<'c>(c: &'c Config, name: &str) -> Result<&'c McpConfig, ManageError> {
-    c.mcp_config(name).map(|c| &**c).ok_or_else(|| {
+fn config<'c>(c: &'c Config, name: &str) -> Result<&'c std::sync::Arc<McpConfig>, ManageError> {
+    c.mcp_config(name).ok_or_else(|| {
         ManageError::NotFound(format!(
             "no mcp_config named {name:?}; see `mcp-hub mcp-config list`"
         ))
@@ -122,6 +122,14 @@ pub fn report(cfg: &McpConfig, approvals: &Approvals, seen: &Seen) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// How many of `rows` the operator has yet to decide on (new or changed).
+fn awaiting_review(rows: &[Row]) -> usize {
+    let states = [State::New.as_str(), State::Changed.as_str()];
+    rows.iter()
+        .filter(|r| states.contains(&r.state.as_str()))
+        .count()
 }
 
 /// A value with its object members in name order at every depth (whatever the map type keeps).
@@ -213,10 +221,7 @@ pub fn render(cfg: &McpConfig, rows: &[Row]) -> String {
             r.diff.as_deref().unwrap_or("")
         ));
     }
-    let pending = rows
-        .iter()
-        .filter(|r| r.state == "new" || r.state == "changed")
-        .count();
+    let pending = awaiting_review(rows);
     if pending > 0 {
         out.push_str(&format!(
             "\n{pending} tool(s) await review: `mcp-hub tools approve {} NAME...`\n",
@@ -349,11 +354,7 @@ pub fn refresh_credential(
     config_file: &std::path::Path,
 ) -> Result<(Config, std::sync::Arc<McpConfig>, http::HeaderValue), ManageError> {
     let c = crate::config::load(config_file)?;
-    let cfg = c.mcp_config(&r.mcp_config).cloned().ok_or_else(|| {
-        config(&c, &r.mcp_config)
-            .err()
-            .unwrap_or_else(|| ManageError::NotFound(r.mcp_config.clone()))
-    })?;
+    let cfg = config(&c, &r.mcp_config)?.clone();
     let secrets = crate::state::secrets::Secrets::load(&c.paths.secrets_file)
         .map_err(crate::config::ConfigError::Invalid)?;
     let name = match &r.secret {
@@ -416,10 +417,7 @@ pub async fn refresh(
     )))?;
     let (approvals, seen) = pins.current();
     let rows = report(&cfg, &approvals, &seen);
-    let pending = rows
-        .iter()
-        .filter(|r| r.state == "new" || r.state == "changed")
-        .count();
+    let pending = awaiting_review(&rows);
     Ok((
         Done::said(format!(
             "{} lists {} tool(s); {pending} await review (`mcp-hub tools list {}`)",
